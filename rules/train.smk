@@ -1,0 +1,55 @@
+rule train_fold:
+    input:
+        data="results/data/train.parquet",
+        checkpoint=model_checkpoint(),
+    output:
+        adapter=directory("results/folds/fold{fold}/adapter"),
+        log="results/folds/fold{fold}/train_log.json",
+    params:
+        script=script("train_fold.py"),
+        settings=settings_json("model", "train", "device"),
+        # Resume state is not a declared output: Snakemake deletes those when a job fails.
+        resume_dir="results/resume/fold{fold}",
+    log:
+        "results/logs/train_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/train_fold{fold}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=720,
+    conda:
+        "../envs/model.yaml"
+    shell:
+        "python {params.script} --data {input.data} --fold {wildcards.fold}"
+        " --checkpoint {input.checkpoint:q} --config {params.settings:q}"
+        " --adapter-dir {output.adapter} --log {output.log}"
+        " --resume-dir {params.resume_dir} > {log} 2>&1"
+
+
+rule predict_fold:
+    input:
+        data="results/data/train.parquet",
+        test="results/data/test.parquet",
+        checkpoint=model_checkpoint(),
+        adapter="results/folds/fold{fold}/adapter",
+    output:
+        oof="results/folds/fold{fold}/oof.parquet",
+        test="results/folds/fold{fold}/test.parquet",
+    params:
+        script=script("predict_fold.py"),
+        settings=settings_json("model", "train", "predict", "device"),
+    log:
+        "results/logs/predict_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/predict_fold{fold}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=240,
+    conda:
+        "../envs/model.yaml"
+    shell:
+        "python {params.script} --data {input.data} --test {input.test} --fold {wildcards.fold}"
+        " --checkpoint {input.checkpoint:q} --adapter-dir {input.adapter}"
+        " --config {params.settings:q} --out-oof {output.oof} --out-test {output.test} > {log} 2>&1"

@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+"""Score the out-of-fold predictions: log loss and accuracy per fold and overall, against the class prior."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from arenapref.cli import run_main  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True, type=Path, help="train parquet with folds")
+    parser.add_argument("--oof", required=True, nargs="+", type=Path, help="per-fold OOF parquet files")
+    parser.add_argument("--train-logs", nargs="*", type=Path, default=[], help="per-fold training logs")
+    parser.add_argument("--config", help="the run configuration (inline JSON or file), recorded in the metrics")
+    parser.add_argument("--out-oof", required=True, type=Path, help="all OOF predictions in one parquet")
+    parser.add_argument("--out-metrics", required=True, type=Path, help="metrics JSON")
+    args = parser.parse_args()
+
+    import polars as pl
+
+    from arenapref.config import load_config_arg
+    from arenapref.evaluation import gather_oof, score_oof
+    from arenapref.io import atomic_path, file_sha256, stable_hash, write_json_atomic
+
+    train = pl.read_parquet(args.data)
+    oof = gather_oof(args.oof, train)
+    metrics = score_oof(oof, train)
+    config = load_config_arg(args.config)
+    logs = [json.loads(p.read_text()) for p in args.train_logs]
+    metrics["run"] = {
+        "config_hash": stable_hash(config),
+        "seed": config["train"]["seed"],
+        "folds": config["folds"],
+        "model_checkpoint": logs[0]["checkpoint"] if logs else None,
+        "runtime": logs[0]["runtime"] if logs else None,
+        "versions": logs[0]["versions"] if logs else None,
+        "data_sha256": file_sha256(args.data),
+        "train_seconds": sum(log["seconds"] for log in logs),
+    }
+    with atomic_path(args.out_oof) as tmp:
+        oof.write_parquet(tmp)
+    write_json_atomic(args.out_metrics, metrics)
+    overall = metrics["overall"]
+    print(f"OOF log loss {overall['log_loss']:.4f} (class prior {overall['prior_log_loss']:.4f}), "
+          f"accuracy {overall['accuracy']:.3f} on {overall['rows']} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+"""Average the folds' test predictions and write a validated submission.csv."""
+
+import argparse
+import sys
+from pathlib import Path
+
+# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from arenapref.cli import run_main  # noqa: E402
+from arenapref.submission import build_submission, write_submission  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--test-preds", required=True, nargs="+", type=Path, help="per-fold test parquet files")
+    parser.add_argument("--sample-submission", required=True, type=Path, help="Kaggle sample_submission.csv")
+    parser.add_argument("--out", required=True, type=Path, help="submission.csv to write")
+    args = parser.parse_args()
+    submission = build_submission(args.test_preds, args.sample_submission)
+    write_submission(submission, args.out)
+    print(f"wrote {args.out}: {submission.height} rows from {len(args.test_preds)} folds")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""Predict a fold's validation rows (out-of-fold) and all test rows with the fold's adapter."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from arenapref.cli import run_main  # noqa: E402
+from arenapref.config import RunConfig, load_config_arg  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True, type=Path, help="train parquet with folds")
+    parser.add_argument("--test", required=True, type=Path, help="test parquet")
+    parser.add_argument("--fold", required=True, type=int)
+    parser.add_argument("--checkpoint", required=True, type=Path, help="local Llama checkpoint directory")
+    parser.add_argument("--adapter-dir", required=True, type=Path, help="the fold's trained adapter")
+    parser.add_argument("--config", help="model/predict settings: inline JSON or a YAML/JSON file")
+    parser.add_argument("--out-oof", required=True, type=Path, help="parquet of out-of-fold probabilities")
+    parser.add_argument("--out-test", required=True, type=Path, help="parquet of test probabilities")
+    args = parser.parse_args()
+
+    from arenapref.jobs import predict_fold
+
+    run = RunConfig.from_config(load_config_arg(args.config))
+    summary = predict_fold(args.data, args.test, args.fold, args.checkpoint, args.adapter_dir, run,
+                           args.out_oof, args.out_test)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,31 @@
+"""Shared command-line plumbing for the scripts: logging and clear one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from arenapref.errors import CheckpointError, ConfigError, DataError, SubmissionError
+
+# Errors a user can fix; they get one clear line instead of a traceback.
+USER_ERRORS = (DataError, ConfigError, CheckpointError, SubmissionError, FileNotFoundError)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    # Offline by design: never let a library reach for a model hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def run_main(main: Callable[[], int | None]) -> None:
+    setup_logging()
+    try:
+        code = main()
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        code = 2
+    sys.exit(code or 0)

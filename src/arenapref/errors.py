@@ -1,0 +1,26 @@
+"""Errors a user can act on. The scripts print them as one line (no traceback) and exit 2."""
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, the row and the field."""
+
+    def __init__(self, file, message: str, row: object = None, field: str | None = None):
+        where = [str(file)]
+        if row is not None:
+            where.append(f"row id={row}")
+        if field is not None:
+            where.append(f"field '{field}'")
+        super().__init__(f"{', '.join(where)}: {message}")
+        self.file, self.row, self.field = str(file), row, field
+
+
+class ConfigError(ValueError):
+    """The configuration does not match config/config.schema.yaml."""
+
+
+class CheckpointError(RuntimeError):
+    """A model checkpoint or adapter is missing or unusable."""
+
+
+class SubmissionError(ValueError):
+    """The submission would not be accepted by Kaggle."""

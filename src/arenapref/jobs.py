@@ -1,0 +1,156 @@
+"""The per-fold jobs behind the training and prediction rules: load, encode, run, write."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from arenapref import LABEL_COLUMNS
+from arenapref.config import RunConfig
+from arenapref.io import atomic_path, dir_sha256, stable_hash, write_json_atomic
+from arenapref.modeling import (
+    attach_new_adapter,
+    compute_dtype,
+    load_base_classifier,
+    load_tokenizer,
+    load_trained_adapter,
+    resolve_device,
+    resolve_quantization,
+)
+from arenapref.predict import predict_probabilities
+from arenapref.text import SEGMENTS, InputBuilder, encode_conversations
+from arenapref.training import train_adapter
+
+log = logging.getLogger(__name__)
+
+
+def package_versions() -> dict[str, str]:
+    import peft
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__, "polars": pl.__version__}
+
+
+@dataclass
+class Runtime:
+    """Device, precision, tokenizer and input builder, resolved once per job."""
+
+    device: torch.device
+    dtype: torch.dtype
+    quantization: str
+    tokenizer: object
+    builder: InputBuilder
+
+    @classmethod
+    def create(cls, run: RunConfig, checkpoint: Path) -> Runtime:
+        device = resolve_device(run.device)
+        tokenizer = load_tokenizer(checkpoint, run.model.trust_remote_code)
+        return cls(
+            device=device,
+            dtype=compute_dtype(run.train.precision, device),
+            quantization=resolve_quantization(run.model.quantization, device),
+            tokenizer=tokenizer,
+            builder=InputBuilder.from_tokenizer(tokenizer, run.model.max_length, run.model.shares),
+        )
+
+    def encode(self, table: pl.DataFrame) -> list[list[int]]:
+        return encode_conversations(self.tokenizer, {c: table[c].to_list() for c in SEGMENTS}, self.builder)
+
+    def base_model(self, run: RunConfig, checkpoint: Path):
+        return load_base_classifier(checkpoint, run.model, self.device, self.dtype, self.tokenizer.pad_token_id)
+
+    def describe(self) -> dict:
+        return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+                "quantization": self.quantization}
+
+
+def _save_adapter_atomic(model, out_dir: Path) -> None:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        staging.chmod(0o755)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def train_fold(data_path: Path, fold: int, checkpoint: Path, run: RunConfig,
+               adapter_dir: Path, log_path: Path, resume_dir: Path) -> dict:
+    """Train a fresh adapter on every row outside `fold`; write the adapter and a training log."""
+    table = pl.read_parquet(data_path)
+    train_rows = table.filter(pl.col("fold") != fold)
+    if train_rows.height == 0:
+        raise ValueError(f"fold {fold}: no training rows (folds present: {sorted(table['fold'].unique())})")
+    rt = Runtime.create(run, checkpoint)
+    input_ids = rt.encode(train_rows)
+    labels = train_rows["label"].to_list()
+    identity = {
+        "config": run.training_hash(),
+        "data": stable_hash([train_rows["id"].to_list(), labels]),
+        "checkpoint": str(Path(checkpoint).resolve()),
+    }
+    torch.manual_seed(run.train.seed)  # the classification head's initial weights
+    model = attach_new_adapter(rt.base_model(run, checkpoint), run.model)
+    result = train_adapter(model, input_ids, labels, run.train, rt.device, rt.dtype,
+                           rt.tokenizer.pad_token_id, resume_dir, identity)
+    _save_adapter_atomic(model, adapter_dir)
+    lengths = np.array([len(x) for x in input_ids])
+    summary = {
+        "fold": fold,
+        "rows": train_rows.height,
+        "tokens_per_row": {"mean": float(lengths.mean()), "max": int(lengths.max())},
+        "max_length": run.model.max_length,
+        "optimizer_steps": result.optimizer_steps,
+        "resumed_from_chunk": result.resumed_from_chunk,
+        "seconds": round(result.seconds, 2),
+        "tokens_per_second": round(result.tokens / max(result.seconds, 1e-9), 1),
+        "final_loss": result.history[-1]["loss"] if result.history else None,
+        "config_hash": run.training_hash(),
+        "checkpoint": str(checkpoint),
+        "runtime": rt.describe(),
+        "versions": package_versions(),
+        "history": result.history,
+    }
+    write_json_atomic(log_path, summary)
+    shutil.rmtree(resume_dir, ignore_errors=True)  # the adapter is published; resume state is spent
+    return summary
+
+
+def _probability_frame(ids: list[int], probs: np.ndarray, **extra) -> pl.DataFrame:
+    columns = {"id": ids, **{name: probs[:, k] for k, name in enumerate(LABEL_COLUMNS)}}
+    columns.update(extra)
+    return pl.DataFrame(columns)
+
+
+def predict_fold(data_path: Path, test_path: Path, fold: int, checkpoint: Path, adapter_dir: Path,
+                 run: RunConfig, oof_path: Path, test_out_path: Path) -> dict:
+    """Predict the fold's validation rows (out-of-fold) and every test row with the fold's adapter."""
+    table = pl.read_parquet(data_path)
+    valid = table.filter(pl.col("fold") == fold)
+    test = pl.read_parquet(test_path)
+    rt = Runtime.create(run, checkpoint)
+    model = load_trained_adapter(rt.base_model(run, checkpoint), adapter_dir)
+    outputs = {}
+    for name, rows, path in (("oof", valid, oof_path), ("test", test, test_out_path)):
+        probs = predict_probabilities(model, rt.encode(rows), rt.device, rt.dtype, rt.tokenizer.pad_token_id,
+                                      run.predict.tokens_per_batch, run.predict.max_batch_rows, desc=name)
+        extra = {"fold": [fold] * rows.height}
+        if name == "oof":
+            extra["label"] = rows["label"].to_list()
+        frame = _probability_frame(rows["id"].to_list(), probs, **extra)
+        with atomic_path(path) as tmp:
+            frame.write_parquet(tmp)
+        outputs[name] = frame.height
+    return {"fold": fold, "rows": outputs, "adapter_sha256": dir_sha256(adapter_dir), **rt.describe()}

@@ -1,0 +1,32 @@
+"""Scores of probability predictions, computed the way Kaggle scores the competition."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+EPS = 1e-15  # Kaggle clips probabilities to [eps, 1 - eps] before the log
+
+
+def log_loss(labels: Sequence[int], probs: np.ndarray, eps: float = EPS) -> float:
+    """Multi-class log loss; rows are renormalised after clipping, as Kaggle does."""
+    probs = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    labels = np.asarray(labels)
+    return float(-np.mean(np.log(probs[np.arange(len(labels)), labels])))
+
+
+def accuracy(labels: Sequence[int], probs: np.ndarray) -> float:
+    return float(np.mean(np.argmax(probs, axis=1) == np.asarray(labels)))
+
+
+def class_prior(labels: Sequence[int], n_classes: int = 3) -> np.ndarray:
+    counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
+    return counts / counts.sum()
+
+
+def prior_log_loss(train_labels: Sequence[int], eval_labels: Sequence[int]) -> float:
+    """Log loss of always predicting the label frequencies of `train_labels`."""
+    prior = class_prior(train_labels)
+    return log_loss(eval_labels, np.tile(prior, (len(eval_labels), 1)))

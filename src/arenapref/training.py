@@ -1,0 +1,178 @@
+"""Training one fold's LoRA adapter: the whole loop lives here.
+
+Kept from the original method: rows sorted by length and processed in chunks, with the adapter
+checkpointed after each chunk. Fixed: one optimizer and one learning-rate schedule run across
+all chunks (the original restarted the schedule every chunk), every fold starts from a fresh
+adapter (the original kept training one model across folds, so fold k's adapter had seen fold
+k's validation rows), and an interrupted fold resumes at its last finished chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from arenapref.batching import fixed_size_batches, length_sorted_chunks, pad_batch
+from arenapref.checkpointing import (
+    CorruptCheckpoint,
+    ResumePoint,
+    clear_resume_state,
+    load_resume_point,
+    save_resume_point,
+)
+from arenapref.config import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingResult:
+    history: list[dict]
+    optimizer_steps: int
+    resumed_from_chunk: int
+    seconds: float
+    tokens: int
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    missing = [name for name in state if name not in params]
+    if missing:
+        raise CorruptCheckpoint(f"checkpoint has parameters the model lacks: {missing[:3]}")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+def make_optimizer(params, settings: TrainSettings, device: torch.device):
+    name = settings.optimizer
+    if name == "auto":
+        name = "adamw_8bit" if device.type == "cuda" else "adamw"
+    if name == "adamw_8bit":
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+
+
+def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
+    """Linear warm-up then linear decay to zero, over the whole fold (all chunks, all epochs)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def plan_steps(chunks: Sequence[np.ndarray], settings: TrainSettings) -> list[int]:
+    """Optimizer steps per chunk; a chunk's last partial accumulation group still steps."""
+    return [math.ceil(math.ceil(len(c) / settings.batch_size) / settings.grad_accum) for c in chunks]
+
+
+def train_adapter(
+    model,
+    input_ids: Sequence[Sequence[int]],
+    labels: Sequence[int],
+    settings: TrainSettings,
+    device: torch.device,
+    dtype: torch.dtype,
+    pad_id: int,
+    resume_dir: Path,
+    identity: dict[str, str],
+) -> TrainingResult:
+    """Train the trainable parameters of `model` (a fresh LoRA adapter) in place."""
+    started = time.perf_counter()
+    chunks = length_sorted_chunks([len(x) for x in input_ids], settings.chunk_size, settings.epochs)
+    steps_per_chunk = plan_steps(chunks, settings)
+    total_steps = sum(steps_per_chunk)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
+        # Adapter and head train in fp32 even when the frozen base computes in bf16/fp16.
+        p.data = p.data.float()
+    optimizer = make_optimizer(trainable, settings, device)
+    scheduler = linear_schedule(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
+    use_autocast = device.type == "cuda" and dtype != torch.float32
+    scaler = torch.amp.GradScaler("cuda", enabled=use_autocast and dtype == torch.float16)
+
+    history: list[dict] = []
+    chunks_done = steps_done = 0
+    try:
+        point = load_resume_point(resume_dir, identity)
+    except CorruptCheckpoint as err:
+        log.warning("resume state is unreadable, retraining this fold from the start: %s", err)
+        clear_resume_state(resume_dir)
+        point = None
+    if point is not None:
+        load_trainable_state(model, point.adapter)
+        optimizer.load_state_dict(point.optimizer)
+        scheduler.load_state_dict(point.scheduler)
+        chunks_done, steps_done, history = point.chunks_done, point.optimizer_steps, point.history
+        log.info("resuming after chunk %d of %d (optimizer step %d)", chunks_done, len(chunks), steps_done)
+    resumed_from = chunks_done
+
+    labels_t = torch.as_tensor(labels, dtype=torch.long)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    tokens_seen = 0
+    model.train()
+    progress = tqdm(total=total_steps, initial=steps_done, desc="train", unit="step", file=sys.stderr,
+                    mininterval=1.0 if sys.stderr.isatty() else 15.0)
+    for chunk_index in range(chunks_done, len(chunks)):
+        # Seeding per chunk makes dropout and batch order the same whether or not the run resumed.
+        torch.manual_seed(settings.seed + chunk_index)
+        batch_rng = np.random.default_rng([settings.seed, chunk_index])
+        batches = fixed_size_batches(chunks[chunk_index], settings.batch_size)
+        batches = [batches[i] for i in batch_rng.permutation(len(batches))]
+        groups = [batches[i : i + settings.grad_accum] for i in range(0, len(batches), settings.grad_accum)]
+        for group in groups:
+            rows_in_group = sum(len(b) for b in group)
+            step_loss = 0.0
+            for batch in group:
+                ids, mask = pad_batch([input_ids[i] for i in batch], pad_id)
+                ids, mask = ids.to(device), mask.to(device)
+                with torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
+                    logits = model(input_ids=ids, attention_mask=mask).logits
+                loss = loss_fn(logits.float(), labels_t[batch].to(device))
+                # Weight by rows so a short last batch counts for what it holds.
+                scaler.scale(loss * len(batch) / rows_in_group).backward()
+                step_loss += loss.item() * len(batch) / rows_in_group
+                tokens_seen += int(mask.sum())
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            steps_done += 1
+            history.append({
+                "step": steps_done,
+                "chunk": chunk_index,
+                "loss": round(step_loss, 6),
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": round(float(grad_norm), 6),
+            })
+            progress.update(1)
+            progress.set_postfix(loss=f"{step_loss:.4f}", chunk=f"{chunk_index + 1}/{len(chunks)}")
+        save_resume_point(
+            resume_dir,
+            identity,
+            ResumePoint(chunk_index + 1, steps_done, history, trainable_state(model),
+                        optimizer.state_dict(), scheduler.state_dict()),
+        )
+    progress.close()
+    model.eval()
+    return TrainingResult(history, steps_done, resumed_from, time.perf_counter() - started, tokens_seen)

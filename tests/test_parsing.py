@@ -1,0 +1,112 @@
+import json
+
+import pytest
+from conftest import write_csv
+
+from arenapref.errors import DataError
+from arenapref.parsing import TRAIN_COLUMNS, parse_turns, read_csv_strict
+from arenapref.preprocess import preprocess_test, preprocess_train
+
+
+def parse(raw):
+    return parse_turns(raw, file="train.csv", row=7, field="prompt")
+
+
+def test_null_items_become_empty_text():
+    assert parse('["hi", null, "there"]') == ["hi", "", "there"]
+    assert parse("[null]") == [""]
+
+
+def test_empty_list_and_missing_cell():
+    assert parse("[]") == []
+    assert parse("") is None
+    assert parse(None) is None
+
+
+def test_lone_surrogate_is_replaced_and_pairs_are_kept():
+    lone = parse('["bad \\ud83d end"]')[0]
+    assert lone == "bad \ufffd end"
+    lone.encode("utf-8")  # must be encodable now
+    assert parse('["smile \\ud83d\\ude00"]') == ["smile \U0001F600"]
+
+
+def test_escaped_quotes_backslashes_and_newlines():
+    text = 'He said "hi" \\ then\nleft'
+    assert parse(json.dumps([text])) == [text]
+
+
+def test_python_code_in_data_stays_text(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = "__import__('os').system('touch PWNED')"
+    assert parse(json.dumps([code])) == [code]
+    # A Python literal that only eval would accept is rejected, not evaluated.
+    with pytest.raises(DataError):
+        parse(f"[{code}]")
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [('{"a": 1}', "expected a JSON list"), ("[1, 2]", "item 0 is int"), ("['single']", "not valid JSON")],
+)
+def test_bad_fields_name_file_row_and_field(raw, message):
+    with pytest.raises(DataError) as err:
+        parse(raw)
+    text = str(err.value)
+    assert "train.csv" in text and "row id=7" in text and "field 'prompt'" in text and message in text
+
+
+def train_row(row_id, prompt='["q"]', a='["a"]', b='["b"]', label=(1, 0, 0)):
+    return [row_id, "m1", "m2", prompt, a, b, *label]
+
+
+def test_preprocess_counts_every_dropped_row(tmp_path):
+    rows = [train_row(i, prompt=json.dumps([f"question {i}"])) for i in range(1, 11)]
+    rows.append(train_row(11, prompt=json.dumps(["question 1"])))  # same conversation and label as id 1
+    rows.append(train_row(12, a="[]"))
+    rows.append(train_row(13, b="[null]"))
+    rows.append(train_row(14, prompt='[""]'))
+    rows.append(train_row(15, a=""))
+    path = write_csv(tmp_path / "train.csv", list(TRAIN_COLUMNS), rows)
+    table, report = preprocess_train(path, n_folds=2, seed=0)
+    assert report.rows_in == 15
+    assert dict(report.dropped) == {
+        "duplicate": 1, "empty_response_a": 1, "empty_response_b": 1, "empty_prompt": 1, "missing_response_a": 1
+    }
+    assert report.rows_kept == table.height == 10
+    assert report.rows_kept + sum(report.dropped.values()) == report.rows_in
+    assert sorted(table["id"].to_list()) == list(range(1, 11))
+
+
+def test_labels_must_be_one_hot(tmp_path):
+    path = write_csv(tmp_path / "train.csv", list(TRAIN_COLUMNS), [train_row(5, label=(1, 1, 0))])
+    with pytest.raises(DataError, match=r"train.csv, row id=5, field 'winner_\*': labels are not one-hot"):
+        preprocess_train(path, n_folds=2, seed=0)
+
+
+def test_duplicate_ids_and_missing_columns_are_errors(tmp_path):
+    path = write_csv(tmp_path / "train.csv", list(TRAIN_COLUMNS), [train_row(5), train_row(5)])
+    with pytest.raises(DataError, match="row id=5, field 'id': duplicate id"):
+        preprocess_train(path, n_folds=2, seed=0)
+    path = write_csv(tmp_path / "test.csv", ["id", "prompt", "response_a"], [[1, '["q"]', '["a"]']])
+    with pytest.raises(DataError, match=r"missing column\(s\) \['response_b'\]"):
+        preprocess_test(path)
+
+
+def test_non_utf8_and_empty_files(tmp_path):
+    bad = tmp_path / "test.csv"
+    bad.write_bytes(b'id,prompt,response_a,response_b\n1,"[\\"caf\xe9\\"]","[\\"a\\"]","[\\"b\\"]"\n')
+    with pytest.raises(DataError, match="not UTF-8: byte 0xe9 at line 2"):
+        read_csv_strict(bad, ("id", "prompt", "response_a", "response_b"))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="file is empty"):
+        preprocess_test(empty)
+
+
+def test_test_rows_are_never_dropped(tmp_path):
+    path = write_csv(tmp_path / "test.csv", ["id", "prompt", "response_a", "response_b"],
+                     [[1, '["q"]', "[]", '["b"]'], [2, '["q"]', '["a"]', "[null]"]])
+    table, report = preprocess_test(path)
+    assert table["id"].to_list() == [1, 2]
+    assert report.rows_kept == report.rows_in == 2
