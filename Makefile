@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 1
+# Rules call `python`: make it the virtual environment's.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test lint format clean
 
@@ -21,7 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --profile profiles/default
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -16,7 +16,7 @@ include: "rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/submission.csv",
         "results/metrics.json",
-    default_target: True

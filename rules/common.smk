@@ -3,7 +3,6 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-
 # Fills every default from the schema, so rules can index config without .get().
 validate(config, schema="../config/config.schema.yaml")
 

@@ -6,13 +6,13 @@ rule evaluate:
     output:
         oof="results/oof.parquet",
         metrics="results/metrics.json",
-    params:
-        script=script("evaluate.py"),
-        settings=json.dumps(config, sort_keys=True),
     log:
         "results/logs/evaluate.log",
     conda:
         "../envs/data.yaml"
+    params:
+        script=script("evaluate.py"),
+        settings=json.dumps(config, sort_keys=True),
     shell:
         "python {params.script} --data {input.data} --oof {input.oof} --train-logs {input.logs}"
         " --config {params.settings:q} --out-oof {output.oof} --out-metrics {output.metrics} > {log} 2>&1"
@@ -24,12 +24,12 @@ rule submission:
         sample_submission=config["data"]["sample_submission"],
     output:
         "results/submission.csv",
-    params:
-        script=script("make_submission.py"),
     log:
         "results/logs/submission.log",
     conda:
         "../envs/data.yaml"
+    params:
+        script=script("make_submission.py"),
     shell:
         "python {params.script} --test-preds {input.test} --sample-submission {input.sample_submission:q}"
         " --out {output} > {log} 2>&1"

@@ -5,21 +5,21 @@ rule train_fold:
     output:
         adapter=directory("results/folds/fold{fold}/adapter"),
         log="results/folds/fold{fold}/train_log.json",
+    log:
+        "results/logs/train_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/train_fold{fold}.tsv"
+    conda:
+        "../envs/model.yaml"
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=720,
     params:
         script=script("train_fold.py"),
         settings=settings_json("model", "train", "device"),
         # Resume state is not a declared output: Snakemake deletes those when a job fails.
         resume_dir="results/resume/fold{fold}",
-    log:
-        "results/logs/train_fold{fold}.log",
-    benchmark:
-        "results/benchmarks/train_fold{fold}.tsv"
-    resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=720,
-    conda:
-        "../envs/model.yaml"
     shell:
         "python {params.script} --data {input.data} --fold {wildcards.fold}"
         " --checkpoint {input.checkpoint:q} --config {params.settings:q}"
@@ -36,19 +36,19 @@ rule predict_fold:
     output:
         oof="results/folds/fold{fold}/oof.parquet",
         test="results/folds/fold{fold}/test.parquet",
-    params:
-        script=script("predict_fold.py"),
-        settings=settings_json("model", "train", "predict", "device"),
     log:
         "results/logs/predict_fold{fold}.log",
     benchmark:
         "results/benchmarks/predict_fold{fold}.tsv"
+    conda:
+        "../envs/model.yaml"
     resources:
         gpu=1,
         mem_mb=32000,
         runtime=240,
-    conda:
-        "../envs/model.yaml"
+    params:
+        script=script("predict_fold.py"),
+        settings=settings_json("model", "train", "predict", "device"),
     shell:
         "python {params.script} --data {input.data} --test {input.test} --fold {wildcards.fold}"
         " --checkpoint {input.checkpoint:q} --adapter-dir {input.adapter}"

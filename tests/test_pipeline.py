@@ -1,0 +1,121 @@
+"""End-to-end: the real Snakefile, run by Snakemake, on a tiny random Llama checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+FAST_TRAIN = {"epochs": 1, "batch_size": 8, "grad_accum": 1, "chunk_size": 16, "learning_rate": 1e-3}
+
+
+def run_snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+               "--cores", "1", "--resources", "gpu=1", *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+    if result.returncode != 0:
+        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted(workdir.glob("results/logs/*.log")))
+        raise AssertionError(f"snakemake failed:\n{result.stderr[-4000:]}\n{logs}")
+    return result
+
+
+def planned_jobs(dry_run: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule name -> job count from the 'Job stats' table of a dry run."""
+    lines = (dry_run.stdout + dry_run.stderr).splitlines()
+    if not any(line.startswith("Job stats") for line in lines):
+        return {}
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats")) + 3
+    jobs = {}
+    for line in lines[start:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def check_outputs(workdir: Path, n_folds: int, sample_submission: Path) -> dict:
+    submission = pl.read_csv(workdir / "results" / "submission.csv")
+    expected_ids = pl.read_csv(sample_submission)["id"].to_list()
+    assert submission["id"].to_list() == expected_ids
+    probs = submission.select(["winner_model_a", "winner_model_b", "winner_tie"]).to_numpy()
+    assert np.all((probs >= 0) & (probs <= 1))
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
+    metrics = json.loads((workdir / "results" / "metrics.json").read_text())
+    assert sorted(metrics["per_fold"]) == [str(k) for k in range(n_folds)]
+    assert np.isfinite(metrics["overall"]["log_loss"])
+    report = json.loads((workdir / "results" / "data" / "report.json").read_text())
+    train = report["train"]
+    assert train["rows_in"] == train["rows_kept"] + train["dropped_total"]
+    for fold in range(n_folds):
+        log = json.loads((workdir / "results" / "folds" / f"fold{fold}" / "train_log.json").read_text())
+        assert log["optimizer_steps"] > 0 and log["history"]
+    return metrics
+
+
+def test_pipeline_on_generated_sample(tmp_path, tiny_checkpoint):
+    config = {
+        "data": {"sample": {"n_train": 80, "n_test": 12, "seed": 1}},
+        "folds": {"n": 3},
+        "model": {"checkpoint": str(tiny_checkpoint), "max_length": 128},
+        "train": FAST_TRAIN,
+    }
+    run_snakemake(tmp_path, config)
+    metrics = check_outputs(tmp_path, 3, tmp_path / "results" / "sample" / "sample_submission.csv")
+    report = json.loads((tmp_path / "results" / "data" / "report.json").read_text())
+    assert report["train"]["dropped"]["duplicate"] >= 1
+    assert metrics["run"]["seed"] == 42
+
+    # Nothing changed: nothing to do.
+    assert planned_jobs(run_snakemake(tmp_path, config, "-n")) == {}
+    # Inference batching changed: predictions are redone, adapters are not retrained.
+    jobs = planned_jobs(run_snakemake(tmp_path, dict(config, predict={"tokens_per_batch": 1024}), "-n"))
+    assert jobs.get("predict_fold") == 3 and "train_fold" not in jobs
+    # A training parameter changed: every fold retrains.
+    jobs = planned_jobs(run_snakemake(tmp_path, dict(config, train=dict(FAST_TRAIN, learning_rate=5e-4)), "-n"))
+    assert jobs.get("train_fold") == 3
+
+
+def test_pipeline_nf4_on_cpu(tmp_path, tiny_checkpoint):
+    pytest.importorskip("bitsandbytes")
+    config = {
+        "data": {"sample": {"n_train": 40, "n_test": 6, "seed": 2}},
+        "folds": {"n": 2},
+        "model": {"checkpoint": str(tiny_checkpoint), "max_length": 96, "quantization": "nf4"},
+        "train": FAST_TRAIN,
+    }
+    run_snakemake(tmp_path, config)
+    check_outputs(tmp_path, 2, tmp_path / "results" / "sample" / "sample_submission.csv")
+    adapter_config = json.loads((tmp_path / "results/folds/fold0/adapter/adapter_config.json").read_text())
+    assert adapter_config["r"] == 4 and adapter_config["lora_alpha"] == 8
+    assert sorted(adapter_config["target_modules"]) == ["k_proj", "q_proj", "v_proj"]
+    assert adapter_config["layers_to_transform"] == [2, 3]  # the upper half of 4 layers
+
+
+def test_pipeline_on_real_rows(tmp_path, tiny_checkpoint, real_data):
+    config = {
+        "data": {
+            "train": str(real_data / "train.csv"),
+            "test": str(real_data / "test.csv"),
+            "sample_submission": str(real_data / "sample_submission.csv"),
+        },
+        "folds": {"n": 5},
+        "model": {"checkpoint": str(tiny_checkpoint), "max_length": 64},
+        "train": dict(FAST_TRAIN, chunk_size=200, batch_size=16),
+    }
+    run_snakemake(tmp_path, config)
+    metrics = check_outputs(tmp_path, 5, real_data / "sample_submission.csv")
+    assert metrics["overall"]["rows"] == 997  # 3 of the 1,000 real rows have an empty response
