@@ -5,11 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CORES ?= 1
+CORES ?= all
 # Rules call `python`: make it the virtual environment's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format clean download submit export slurm-up slurm-down
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,25 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Kaggle: fetch the competition files into data/kaggle/; submit results/submission.csv; write a
+# notebook-ready folder (results/kaggle_export/). Credentials: ~/.kaggle/kaggle.json.
+download: $(STAMP)
+	$(BIN)/snakemake --cores 1 download
+
+submit: $(STAMP)
+	$(BIN)/snakemake --cores 1 --resources gpu=1 submit
+
+export: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 export_kaggle
+
+# A throwaway single-node SLURM on this machine (root), to try profiles/slurm by hand.
+SLURM_DIR ?= /tmp/arenapref-slurm
+slurm-up:
+	bash tests/slurm/cluster.sh up $(SLURM_DIR)
+
+slurm-down:
+	bash tests/slurm/cluster.sh down $(SLURM_DIR)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

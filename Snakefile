@@ -13,6 +13,7 @@ include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/kaggle.smk"
 
 
 rule all:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA = ROOT.parent / "shared" / "data" / "real"
 pytestmark = pytest.mark.slow
 
 FAST_TRAIN = {"epochs": 1, "batch_size": 8, "grad_accum": 1, "chunk_size": 16, "learning_rate": 1e-3}
@@ -87,6 +88,38 @@ def test_pipeline_on_generated_sample(tmp_path, tiny_checkpoint):
     # A training parameter changed: every fold retrains.
     jobs = planned_jobs(run_snakemake(tmp_path, dict(config, train=dict(FAST_TRAIN, learning_rate=5e-4)), "-n"))
     assert jobs.get("train_fold") == 3
+
+    check_kaggle_export(tmp_path, config, tiny_checkpoint)
+
+
+def run_exported_predict(export: Path, test_csv: Path, checkpoint: Path, out: Path) -> pl.DataFrame:
+    """Run the export's own predict.py from a folder of its own, offline."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH="")
+    result = subprocess.run([sys.executable, export / "predict.py", "--test", test_csv, "--base-model", checkpoint,
+                             "--out", out], cwd=out.parent, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return pl.read_csv(out)
+
+
+def check_kaggle_export(workdir: Path, config: dict, checkpoint: Path) -> None:
+    run_snakemake(workdir, config, "export_kaggle")
+    export = workdir / "results" / "kaggle_export"
+    assert sorted(p.name for p in (export / "adapters").iterdir()) == ["fold0", "fold1", "fold2"]
+    metadata = json.loads((export / "dataset-metadata.json").read_text())
+    assert metadata["id"].endswith("/arenapref-adapters") and metadata["licenses"]
+    # Moved away from the repository, the folder predicts the same test set as the pipeline did.
+    moved = workdir / "elsewhere" / "export"
+    moved.parent.mkdir()
+    export.rename(moved)
+    offline = run_exported_predict(moved, workdir / "results/sample/test.csv", checkpoint, workdir / "elsewhere/sub.csv")
+    pipeline = pl.read_csv(workdir / "results" / "submission.csv")
+    assert offline["id"].to_list() == pipeline["id"].to_list()
+    np.testing.assert_allclose(offline.drop("id").to_numpy(), pipeline.drop("id").to_numpy(), atol=1e-5)
+    real_test = REAL_DATA / "test.csv"
+    if real_test.exists():  # Kaggle's own 3-row test.csv
+        real = run_exported_predict(moved, real_test, checkpoint, workdir / "elsewhere" / "real.csv")
+        assert real.height == 3
+        np.testing.assert_allclose(real.drop("id").to_numpy().sum(axis=1), 1, atol=1e-6)
 
 
 def test_pipeline_nf4_on_cpu(tmp_path, tiny_checkpoint):

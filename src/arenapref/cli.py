@@ -7,10 +7,18 @@ import os
 import sys
 from collections.abc import Callable
 
-from arenapref.errors import CheckpointError, ConfigError, DataError, SubmissionError
+from arenapref.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DeviceError,
+    KaggleError,
+    SubmissionError,
+)
 
 # Errors a user can fix; they get one clear line instead of a traceback.
-USER_ERRORS = (DataError, ConfigError, CheckpointError, SubmissionError, FileNotFoundError)
+USER_ERRORS = (DataError, ConfigError, CheckpointError, DeviceError, SubmissionError, KaggleError,
+               FileNotFoundError)
 
 
 def setup_logging() -> None:

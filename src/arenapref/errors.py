@@ -24,3 +24,11 @@ class CheckpointError(RuntimeError):
 
 class SubmissionError(ValueError):
     """The submission would not be accepted by Kaggle."""
+
+
+class KaggleError(RuntimeError):
+    """Kaggle credentials, the kaggle CLI or one of its commands is missing or failed."""
+
+
+class DeviceError(RuntimeError):
+    """The configured device cannot be used on this machine."""

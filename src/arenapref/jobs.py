@@ -51,9 +51,10 @@ class Runtime:
     builder: InputBuilder
 
     @classmethod
-    def create(cls, run: RunConfig, checkpoint: Path) -> Runtime:
+    def create(cls, run: RunConfig, checkpoint: Path, tokenizer_dir: Path | None = None) -> Runtime:
+        """`tokenizer_dir` defaults to the checkpoint's own (an export ships the one it trained with)."""
         device = resolve_device(run.device)
-        tokenizer = load_tokenizer(checkpoint, run.model.trust_remote_code)
+        tokenizer = load_tokenizer(tokenizer_dir or checkpoint, run.model.trust_remote_code)
         return cls(
             device=device,
             dtype=compute_dtype(run.train.precision, device),

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from arenapref.config import ModelSettings
-from arenapref.errors import CheckpointError
+from arenapref.errors import CheckpointError, DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -19,18 +19,25 @@ NUM_LABELS = 3
 
 def resolve_device(requested: str) -> torch.device:
     """auto picks CUDA when present; an explicit cuda request without CUDA is an error, not a silent CPU run."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if requested == "cuda":
         if not torch.cuda.is_available():
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
-            raise RuntimeError(
-                "a GPU was requested but CUDA is not available to PyTorch "
+            raise DeviceError(
+                "a GPU was requested (device: cuda) but CUDA is not available to PyTorch "
                 f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}, "
-                f"CUDA_VISIBLE_DEVICES={visible}). Install a CUDA build of torch on the GPU machine, "
-                "or set device: cpu."
+                f"CUDA_VISIBLE_DEVICES={visible if visible is not None else '<unset>'}). Install a CUDA build "
+                "of torch on the GPU machine, or set device: cpu."
             )
         return torch.device("cuda")
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if visible not in (None, "", "-1"):
+            # A scheduler gave this job a GPU, yet torch cannot use it: say so, then run on the CPU.
+            log.warning("a GPU was allocated (CUDA_VISIBLE_DEVICES=%s) but CUDA is not available to PyTorch "
+                        "(torch %s, CUDA build: %s); running on the CPU", visible, torch.__version__,
+                        torch.version.cuda or "no")
+        return torch.device("cpu")
     return torch.device(requested)
 
 

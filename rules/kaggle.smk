@@ -1,0 +1,59 @@
+# Kaggle: download the data, export a notebook-ready folder, submit. None of these is part of the
+# default run; `download` runs by itself when config points data.* at data/kaggle/ and the files
+# are missing.
+
+
+rule download:
+    output:
+        train="data/kaggle/train.csv",
+        test="data/kaggle/test.csv",
+        sample_submission="data/kaggle/sample_submission.csv",
+    log:
+        "results/logs/download.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        script=script("kaggle_download.py"),
+        out_dir=lambda wildcards, output: Path(output.train).parent,
+    shell:
+        "python {params.script} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule export_kaggle:
+    input:
+        adapters=expand("results/folds/fold{fold}/adapter", fold=FOLDS),
+        checkpoint=model_checkpoint(),
+        metrics="results/metrics.json",
+    output:
+        directory("results/kaggle_export"),
+    log:
+        "results/logs/export_kaggle.log",
+    conda:
+        "../envs/model.yaml"
+    params:
+        script=script("export_kaggle.py"),
+        settings=settings_json("model", "train", "predict", "device"),
+        dataset_id=config["kaggle"]["dataset_id"],
+    shell:
+        "python {params.script} --adapters {input.adapters} --checkpoint {input.checkpoint:q}"
+        " --metrics {input.metrics} --config {params.settings:q} --dataset-id {params.dataset_id:q}"
+        " --out-dir {output} > {log} 2>&1"
+
+
+rule submit:
+    input:
+        submission="results/submission.csv",
+        sample_submission=config["data"]["sample_submission"],
+        metrics="results/metrics.json",
+    output:
+        "results/kaggle/submission_receipt.json",
+    log:
+        "results/logs/submit.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        script=script("kaggle_submit.py"),
+    shell:
+        "python {params.script} --submission {input.submission}"
+        " --sample-submission {input.sample_submission:q} --metrics {input.metrics}"
+        " --receipt {output} > {log} 2>&1"

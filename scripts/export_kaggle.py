@@ -1,0 +1,36 @@
+#!/usr/bin/env python
+"""Write a self-contained folder (fold adapters, tokenizer, offline predict.py, dataset metadata)
+for a Kaggle notebook submission."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from arenapref.cli import run_main  # noqa: E402
+from arenapref.config import RunConfig, load_config_arg  # noqa: E402
+from arenapref.export import export_for_kaggle  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--adapters", required=True, nargs="+", type=Path, help="results/folds/fold*/adapter")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="base checkpoint the adapters were trained on")
+    parser.add_argument("--metrics", required=True, type=Path, help="results/metrics.json")
+    parser.add_argument("--config", help="config as JSON (model, predict, device sections)")
+    parser.add_argument("--dataset-id", default="YOUR_KAGGLE_USERNAME/arenapref-adapters",
+                        help="owner/slug written to dataset-metadata.json")
+    parser.add_argument("--out-dir", required=True, type=Path)
+    args = parser.parse_args()
+    run = RunConfig.from_config(load_config_arg(args.config))
+    metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
+    out = export_for_kaggle(args.out_dir, args.adapters, args.checkpoint, run, metrics, args.dataset_id)
+    print(f"wrote {out}: {len(args.adapters)} fold adapters; run `python {out}/predict.py --help`")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,115 @@
+"""A self-contained folder for Kaggle's notebook-only competition: the fold adapters, the
+tokenizer they were trained with, this package and a small offline inference script.
+
+Upload it with `kaggle datasets create -p DIR`, attach it and the base model to a notebook, and
+run `python predict.py --base-model /kaggle/input/...`; nothing is fetched at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from arenapref import LABEL_COLUMNS
+from arenapref.config import RunConfig
+from arenapref.errors import CheckpointError
+from arenapref.io import dir_sha256, write_json_atomic
+from arenapref.jobs import Runtime, package_versions
+from arenapref.modeling import check_checkpoint, load_trained_adapter
+from arenapref.predict import predict_probabilities
+from arenapref.preprocess import preprocess_test
+from arenapref.submission import validate_submission, write_submission
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PREDICT_SCRIPT = PACKAGE_DIR.parents[1] / "scripts" / "kaggle_predict.py"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "tokenizer.model")
+MANIFEST = "export.json"
+
+
+def _copy_tokenizer(checkpoint: Path, dest: Path) -> list[str]:
+    dest.mkdir(parents=True)
+    copied = [name for name in TOKENIZER_FILES if (checkpoint / name).is_file()]
+    if "tokenizer.json" not in copied and "tokenizer.model" not in copied:
+        raise CheckpointError(f"{checkpoint}: no tokenizer.json or tokenizer.model to export")
+    for name in copied:
+        shutil.copy2(checkpoint / name, dest / name)
+    return copied
+
+
+def export_for_kaggle(out_dir: str | Path, adapters: Sequence[Path], checkpoint: Path, run: RunConfig,
+                      metrics: dict, dataset_id: str) -> Path:
+    """Write the export folder atomically (staged beside `out_dir`, renamed into place)."""
+    out = Path(out_dir)
+    checkpoint = check_checkpoint(checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        folds = []
+        for adapter in adapters:
+            adapter = Path(adapter)
+            if not (adapter / "adapter_config.json").is_file():
+                raise CheckpointError(f"{adapter}: not a trained adapter (no adapter_config.json)")
+            name = adapter.parent.name  # results/folds/fold{k}/adapter -> fold{k}
+            shutil.copytree(adapter, staging / "adapters" / name)
+            folds.append({"name": name, "sha256": dir_sha256(adapter)})
+        tokenizer_files = _copy_tokenizer(checkpoint, staging / "tokenizer")
+        shutil.copytree(PACKAGE_DIR, staging / "arenapref", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(PREDICT_SCRIPT, staging / "predict.py")
+        manifest = {
+            "settings": run.as_dict(),
+            "folds": folds,
+            "base_model": {"name": checkpoint.name, "trained_with": str(checkpoint)},
+            "tokenizer_files": tokenizer_files,
+            "oof": metrics.get("overall", {}),
+            "config_hash": metrics.get("run", {}).get("config_hash"),
+            "versions": package_versions(),
+        }
+        write_json_atomic(staging / MANIFEST, manifest)
+        write_json_atomic(staging / "dataset-metadata.json", {
+            "title": "arenapref fold adapters",
+            "id": dataset_id,
+            "licenses": [{"name": "CC0-1.0"}],
+        })
+        staging.chmod(0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def predict_with_export(export_dir: str | Path, test_csv: str | Path, base_model: str | Path,
+                        out_csv: str | Path, device: str | None = None) -> pl.DataFrame:
+    """Average the exported folds' probabilities for every row of `test_csv`; write a validated CSV."""
+    export_dir = Path(export_dir)
+    manifest = json.loads((export_dir / MANIFEST).read_text(encoding="utf-8"))
+    settings = manifest["settings"]
+    if device is not None:
+        settings = dict(settings, device=device)
+    run = RunConfig.from_config(settings)
+    base_model = check_checkpoint(base_model)
+    test, _ = preprocess_test(test_csv)
+    rt = Runtime.create(run, base_model, tokenizer_dir=export_dir / "tokenizer")
+    input_ids = rt.encode(test)  # tokenized once, shared by every fold
+    fold_probs = []
+    for fold in manifest["folds"]:
+        model = load_trained_adapter(rt.base_model(run, base_model), export_dir / "adapters" / fold["name"])
+        fold_probs.append(predict_probabilities(model, input_ids, rt.device, rt.dtype, rt.tokenizer.pad_token_id,
+                                                run.predict.tokens_per_batch, run.predict.max_batch_rows,
+                                                desc=fold["name"]))
+        del model
+    mean = np.mean(fold_probs, axis=0)
+    mean = mean / mean.sum(axis=1, keepdims=True)
+    ids = test["id"].to_list()
+    submission = pl.DataFrame({"id": ids, **{c: mean[:, k] for k, c in enumerate(LABEL_COLUMNS)}})
+    validate_submission(submission, ids)
+    write_submission(submission, out_csv)
+    return submission
