@@ -6,6 +6,7 @@ Skips with the reason when the cluster cannot be brought up here (not root, no a
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -52,7 +53,8 @@ def snakemake_slurm(workdir: Path, env: dict, *extra: str) -> subprocess.Complet
     command = [sys.executable, "-m", "snakemake", "-s", ROOT / "Snakefile", "--directory", workdir,
                "--profile", ROOT / "profiles" / "slurm",
                # This cluster has no accounting database: poll with squeue, submit without an account.
-               "--slurm-status-command", "squeue", "--slurm-no-account", "--retries", "0", *extra]
+               "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-keep-successful-logs",
+               "--retries", "0", *extra]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
 
 
@@ -87,11 +89,13 @@ def test_pipeline_through_slurm(tmp_path, tiny_checkpoint, slurm_cluster):
         watcher.join()
     logs = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted(tmp_path.glob("results/logs/*.log")))
     assert result.returncode == 0, f"{result.stderr[-5000:]}\n{logs}"
-    assert "sbatch" in result.stderr + result.stdout or list(tmp_path.glob(".snakemake/slurm_logs/**/*.log"))
+    output = result.stdout + result.stderr
+    submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", output)
+    assert len(submitted) >= 6, output[-3000:]  # at least data, 2 x train, 2 x predict, evaluation
     check_outputs(tmp_path, 2, tmp_path / "results" / "sample" / "sample_submission.csv")
     assert watcher.most >= 2, "the two folds never ran as concurrent SLURM jobs"
     # SLURM gave each training job one of the node's (fake) GPUs; the code says it runs on the CPU.
     train_log = (tmp_path / "results" / "logs" / "train_fold0.log").read_text()
     assert "a GPU was allocated (CUDA_VISIBLE_DEVICES=" in train_log
     slurm_logs = list((tmp_path / ".snakemake" / "slurm_logs").rglob("*.log"))
-    assert any("train_fold" in str(p) for p in slurm_logs)
+    assert any("train_fold" in str(p) for p in slurm_logs), slurm_logs

@@ -19,15 +19,25 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
     return input_ids, attention_mask
 
 
-def length_sorted_chunks(lengths: Sequence[int], chunk_size: int, epochs: int = 1) -> list[np.ndarray]:
-    """Row indices sorted by length (ties by position), cut into chunks; repeated per epoch."""
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    chunks = [order[start : start + chunk_size] for start in range(0, len(order), chunk_size)]
-    return [chunk for _ in range(epochs) for chunk in chunks]
+def length_bucketed_chunks(lengths: Sequence[int], batch_size: int, chunk_size: int, epochs: int,
+                           seed: int) -> list[list[np.ndarray]]:
+    """Training order: per epoch, batches of rows of similar length, in random order, grouped into
+    chunks of about `chunk_size` rows (the unit of checkpointing).
 
-
-def fixed_size_batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    return [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
+    Sorting by length keeps padding low, as in the original method; shuffling the batches keeps
+    the order from being a curriculum. Visiting length-sorted chunks in order made the last
+    updates see only the longest rows, whose labels are not distributed like the rest.
+    """
+    lengths = np.asarray(lengths)
+    batches_per_chunk = max(1, -(-chunk_size // batch_size))
+    chunks: list[list[np.ndarray]] = []
+    for epoch in range(epochs):
+        rng = np.random.default_rng([seed, epoch])
+        order = np.lexsort((rng.random(len(lengths)), lengths))  # by length, ties at random
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+        chunks += [batches[i : i + batches_per_chunk] for i in range(0, len(batches), batches_per_chunk)]
+    return chunks
 
 
 def token_budget_batches(lengths: Sequence[int], tokens_per_batch: int, max_rows: int) -> list[np.ndarray]:

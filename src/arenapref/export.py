@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import polars as pl
 from arenapref import LABEL_COLUMNS
 from arenapref.config import RunConfig
 from arenapref.errors import CheckpointError
-from arenapref.io import dir_sha256, write_json_atomic
+from arenapref.io import atomic_dir, dir_sha256, write_json_atomic
 from arenapref.jobs import Runtime, package_versions
 from arenapref.modeling import check_checkpoint, load_trained_adapter
 from arenapref.predict import predict_probabilities
@@ -48,9 +47,7 @@ def export_for_kaggle(out_dir: str | Path, adapters: Sequence[Path], checkpoint:
     """Write the export folder atomically (staged beside `out_dir`, renamed into place)."""
     out = Path(out_dir)
     checkpoint = check_checkpoint(checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as staging:
         folds = []
         for adapter in adapters:
             adapter = Path(adapter)
@@ -77,12 +74,6 @@ def export_for_kaggle(out_dir: str | Path, adapters: Sequence[Path], checkpoint:
             "id": dataset_id,
             "licenses": [{"name": "CC0-1.0"}],
         })
-        staging.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import platform
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 
 from arenapref import LABEL_COLUMNS
 from arenapref.config import RunConfig
-from arenapref.io import atomic_path, dir_sha256, stable_hash, write_json_atomic
+from arenapref.io import atomic_dir, atomic_path, dir_sha256, stable_hash, write_json_atomic
 from arenapref.modeling import (
     attach_new_adapter,
     compute_dtype,
@@ -74,19 +73,6 @@ class Runtime:
                 "quantization": self.quantization}
 
 
-def _save_adapter_atomic(model, out_dir: Path) -> None:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
-        staging.chmod(0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def train_fold(data_path: Path, fold: int, checkpoint: Path, run: RunConfig,
                adapter_dir: Path, log_path: Path, resume_dir: Path) -> dict:
     """Train a fresh adapter on every row outside `fold`; write the adapter and a training log."""
@@ -106,7 +92,8 @@ def train_fold(data_path: Path, fold: int, checkpoint: Path, run: RunConfig,
     model = attach_new_adapter(rt.base_model(run, checkpoint), run.model)
     result = train_adapter(model, input_ids, labels, run.train, rt.device, rt.dtype,
                            rt.tokenizer.pad_token_id, resume_dir, identity)
-    _save_adapter_atomic(model, adapter_dir)
+    with atomic_dir(adapter_dir) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
     lengths = np.array([len(x) for x in input_ids])
     summary = {
         "fold": fold,

@@ -1,7 +1,8 @@
 """Training one fold's LoRA adapter: the whole loop lives here.
 
-Kept from the original method: rows sorted by length and processed in chunks, with the adapter
-checkpointed after each chunk. Fixed: one optimizer and one learning-rate schedule run across
+Kept from the original method: rows sorted by length (into batches of similar length) and
+processed in chunks, with the adapter checkpointed after each chunk. Fixed: batches are visited in
+a seeded random order rather than shortest to longest, one optimizer and one learning-rate schedule run across
 all chunks (the original restarted the schedule every chunk), every fold starts from a fresh
 adapter (the original kept training one model across folds, so fold k's adapter had seen fold
 k's validation rows), and an interrupted fold resumes at its last finished chunk.
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from arenapref.batching import fixed_size_batches, length_sorted_chunks, pad_batch
+from arenapref.batching import length_bucketed_chunks, pad_batch
 from arenapref.checkpointing import (
     CorruptCheckpoint,
     ResumePoint,
@@ -79,9 +80,9 @@ def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def plan_steps(chunks: Sequence[np.ndarray], settings: TrainSettings) -> list[int]:
+def plan_steps(chunks: Sequence[Sequence[np.ndarray]], settings: TrainSettings) -> list[int]:
     """Optimizer steps per chunk; a chunk's last partial accumulation group still steps."""
-    return [math.ceil(math.ceil(len(c) / settings.batch_size) / settings.grad_accum) for c in chunks]
+    return [math.ceil(len(batches) / settings.grad_accum) for batches in chunks]
 
 
 def train_adapter(
@@ -97,7 +98,8 @@ def train_adapter(
 ) -> TrainingResult:
     """Train the trainable parameters of `model` (a fresh LoRA adapter) in place."""
     started = time.perf_counter()
-    chunks = length_sorted_chunks([len(x) for x in input_ids], settings.chunk_size, settings.epochs)
+    chunks = length_bucketed_chunks([len(x) for x in input_ids], settings.batch_size, settings.chunk_size,
+                                    settings.epochs, settings.seed)
     steps_per_chunk = plan_steps(chunks, settings)
     total_steps = sum(steps_per_chunk)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -134,9 +136,7 @@ def train_adapter(
     for chunk_index in range(chunks_done, len(chunks)):
         # Seeding per chunk makes dropout and batch order the same whether or not the run resumed.
         torch.manual_seed(settings.seed + chunk_index)
-        batch_rng = np.random.default_rng([settings.seed, chunk_index])
-        batches = fixed_size_batches(chunks[chunk_index], settings.batch_size)
-        batches = [batches[i] for i in batch_rng.permutation(len(batches))]
+        batches = chunks[chunk_index]
         groups = [batches[i : i + settings.grad_accum] for i in range(0, len(batches), settings.grad_accum)]
         for group in groups:
             rows_in_group = sum(len(b) for b in group)
