@@ -54,6 +54,8 @@ def snakemake_slurm(workdir: Path, env: dict, *extra: str) -> subprocess.Complet
                "--profile", ROOT / "profiles" / "slurm",
                # This cluster has no accounting database: poll with squeue, submit without an account.
                "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-keep-successful-logs",
+               # Poll often: the jobs here take seconds, not hours.
+               "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
                "--retries", "0", *extra]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
 

@@ -5,9 +5,11 @@
 #                                     slurmctld and slurmd with config and state under DIR
 #   tests/slurm/cluster.sh down DIR   stop the daemons started by `up DIR`
 #
-# Everything lives under DIR (config, munge key and socket, spool, logs, pid files); nothing is
-# written to /etc, so system daemons are left alone. Point clients at it with
-# `export SLURM_CONF=DIR/slurm.conf`. `up` is idempotent: daemons already running from DIR are
+# Everything lives under DIR (config, munge key and socket, spool, logs, pid files). Point
+# clients at it with `export SLURM_CONF=DIR/slurm.conf`. One link goes outside DIR: Snakemake's
+# job-step executor strips SLURM_* variables, SLURM_CONF included, before its inner `srun`, which
+# then reads the default /etc/slurm/slurm.conf; so when no such file exists, `up` links it to
+# DIR/slurm.conf and `down` removes that link (an existing file is never touched). `up` is idempotent: daemons already running from DIR are
 # kept. The node offers two fake GPUs (gres on /dev/null and /dev/zero) so two GPU jobs run at
 # once, and SlurmdParameters=config_overrides lets it advertise more CPUs and memory than the
 # machine has, so resource requests sized for a real cluster still schedule.
@@ -34,10 +36,15 @@ stop_pid() {  # stop_pid PIDFILE: TERM, then KILL after 10 s
 
 running() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+system_conf=/etc/slurm/slurm.conf
+
 if [[ $action == down ]]; then
     stop_pid "$dir/run/slurmd.pid"
     stop_pid "$dir/run/slurmctld.pid"
     stop_pid "$dir/run/munged.pid"
+    if [[ -L $system_conf && $(readlink "$system_conf") == "$dir/slurm.conf" ]]; then
+        rm -f "$system_conf"
+    fi
     echo "SLURM cluster in $dir stopped"
     exit 0
 fi
@@ -104,6 +111,15 @@ NodeName=localhost Name=gpu File=/dev/null
 NodeName=localhost Name=gpu File=/dev/zero
 CONF
 export SLURM_CONF=$dir/slurm.conf
+if [[ -L $system_conf && ! -e $system_conf ]]; then
+    rm -f "$system_conf"  # a dangling link left by a cluster that was not taken down
+fi
+if [[ ! -e $system_conf ]]; then
+    mkdir -p "$(dirname "$system_conf")"
+    ln -s "$dir/slurm.conf" "$system_conf"
+elif [[ $(readlink "$system_conf") != "$dir/slurm.conf" ]]; then
+    echo "note: $system_conf exists and is left alone; jobs' inner srun will read it" >&2
+fi
 
 running "$dir/run/slurmctld.pid" || slurmctld -f "$SLURM_CONF"
 running "$dir/run/slurmd.pid" || slurmd -f "$SLURM_CONF"
