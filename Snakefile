@@ -14,6 +14,7 @@ include: "rules/model.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/kaggle.smk"
+include: "rules/benchmark.smk"
 
 
 rule all:

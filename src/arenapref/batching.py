@@ -54,3 +54,8 @@ def token_budget_batches(lengths: Sequence[int], tokens_per_batch: int, max_rows
         batches.append(order[start : start + rows])
         start += rows
     return batches
+
+
+def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> int:
+    """Tokens a model computes for these batches when each is padded to its longest row."""
+    return sum(len(batch) * max(lengths[i] for i in batch) for batch in batches if len(batch))

@@ -126,7 +126,10 @@ def preprocess_train(path: str | Path, n_folds: int, seed: int) -> tuple[pl.Data
     kept_texts = {c: [texts[c][i] for i in keep] for c in TEXT_COLUMNS}
     kept_labels = [labels[i] for i in keep]
     groups = prompt_groups(kept_texts["prompt"])
-    folds = assign_folds(kept_labels, groups, n_folds, seed)
+    try:
+        folds = assign_folds(kept_labels, groups, n_folds, seed)
+    except ValueError as err:
+        raise DataError(file, f"cannot assign folds: {err}") from None
     table = _table(kept_ids, kept_texts, label=kept_labels, group=groups, fold=folds.tolist())
     return table, report
 
@@ -152,4 +155,6 @@ def summarize(train: pl.DataFrame) -> dict:
         "label_counts": {LABEL_NAMES[k]: labels.get(k, 0) for k in range(3)},
         "fold_rows": {str(f): n for f, n in folds.iter_rows()},
         "prompt_groups": train["group"].n_unique(),
+        # Rows sharing a prompt turn stay in one fold; a huge group would unbalance the folds.
+        "largest_prompt_group": int(train["group"].value_counts()["count"].max()),
     }

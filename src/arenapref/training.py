@@ -41,7 +41,8 @@ class TrainingResult:
     optimizer_steps: int
     resumed_from_chunk: int
     seconds: float
-    tokens: int
+    tokens: int  # real tokens processed (this run, not counting chunks done before a resume)
+    tokens_computed: int  # the same plus padding
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -129,7 +130,7 @@ def train_adapter(
 
     labels_t = torch.as_tensor(labels, dtype=torch.long)
     loss_fn = torch.nn.CrossEntropyLoss()
-    tokens_seen = 0
+    tokens_seen = tokens_computed = 0
     model.train()
     progress = tqdm(total=total_steps, initial=steps_done, desc="train", unit="step", file=sys.stderr,
                     mininterval=1.0 if sys.stderr.isatty() else 15.0)
@@ -151,6 +152,7 @@ def train_adapter(
                 scaler.scale(loss * len(batch) / rows_in_group).backward()
                 step_loss += loss.item() * len(batch) / rows_in_group
                 tokens_seen += int(mask.sum())
+                tokens_computed += mask.numel()
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
             scaler.step(optimizer)
@@ -175,4 +177,5 @@ def train_adapter(
         )
     progress.close()
     model.eval()
-    return TrainingResult(history, steps_done, resumed_from, time.perf_counter() - started, tokens_seen)
+    return TrainingResult(history, steps_done, resumed_from, time.perf_counter() - started, tokens_seen,
+                          tokens_computed)

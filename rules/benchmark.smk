@@ -1,0 +1,29 @@
+# Speed against the original method: `snakemake --cores all --resources gpu=1 benchmark`.
+# Not part of the default run; its table lands in results/benchmark/benchmark.md.
+
+
+rule benchmark:
+    input:
+        train=config["data"]["train"],
+        checkpoint=model_checkpoint(),
+    output:
+        json="results/benchmark/benchmark.json",
+        table=report("results/benchmark/benchmark.md", category="Benchmark"),
+    log:
+        "results/logs/benchmark.log",
+    conda:
+        "../envs/model.yaml"
+    # Capped by --cores; torch uses what Snakemake grants (it sets OMP_NUM_THREADS).
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=60,
+    params:
+        script=script("benchmark.py"),
+        settings=settings_json("model", "train", "predict", "device"),
+        preprocess_source=config["benchmark"]["preprocess_source"],
+    shell:
+        "python {params.script} --train {input.train:q} --checkpoint {input.checkpoint:q}"
+        " --config {params.settings:q} --preprocess-source {params.preprocess_source:q}"
+        " --out-json {output.json} --out-md {output.table} > {log} 2>&1"

@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Measure the pipeline against the original notebook's method on the same model, data and machine:
+inference and training speed, padding, the fraction of the matrix-multiply rate reached, and
+preprocessing at the competition's full size. Writes JSON and a markdown table."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from arenapref.cli import run_main  # noqa: E402
+from arenapref.config import RunConfig, load_config_arg  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--train", required=True, type=Path, help="Kaggle-schema train.csv (rows to run the model on)")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="local Llama checkpoint directory")
+    parser.add_argument("--config", help="model/train/predict settings: inline JSON or a YAML/JSON file")
+    parser.add_argument("--preprocess-source", type=Path,
+                        help="rows to repeat up to 57,477 for the preprocessing benchmark (default: --train)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks that every number is produced")
+    parser.add_argument("--no-gpu-large", action="store_true",
+                        help="on CUDA, skip the Llama-3.1-8B-shaped models (they need about 40 GB of disk and GPU)")
+    parser.add_argument("--out-json", required=True, type=Path)
+    parser.add_argument("--out-md", required=True, type=Path)
+    args = parser.parse_args()
+
+    from arenapref.bench.report import render_markdown
+    from arenapref.bench.suite import run_benchmark
+    from arenapref.io import write_json_atomic, write_text_atomic
+
+    run = RunConfig.from_config(load_config_arg(args.config))
+    source = args.preprocess_source if args.preprocess_source and args.preprocess_source.exists() else args.train
+    results = run_benchmark(args.train, args.checkpoint, run, args.quick, source, gpu_large=not args.no_gpu_large)
+    table = render_markdown(results)
+    write_json_atomic(args.out_json, results)
+    write_text_atomic(args.out_md, table)
+    print(table)
+    print(json.dumps(results["targets"]))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,61 @@
+"""The benchmark's results as a markdown table (README, Snakemake report)."""
+
+from __future__ import annotations
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _num(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def render_markdown(results: dict) -> str:
+    inf, tr, pre = results["inference"], results["training"], results["preprocessing"]
+    model, machine = results["model"], results["machine"]
+    lines = [
+        f"Benchmark ({results['mode']} mode): {model['checkpoint']} on {model['device']} ({model['dtype']}, "
+        f"quantization {model['quantization']}, max_length {model['max_length']}); {machine['cpu']}, "
+        f"{machine['torch_threads']} torch threads; fp32 matrix-multiply rate "
+        f"{results['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s; {results['seconds']:.0f} s in all.",
+        "",
+        _row(["measure", "ours", "original method", "ratio"]),
+        _row(["---", "---:", "---:", "---:"]),
+        _row([f"inference rows/s ({inf['rows']} rows)", _num(inf["ours"]["rows_per_s"], 2),
+              _num(inf["baseline"]["rows_per_s"], 2), _num(inf["speedup"], 2)]),
+        _row(["inference real tokens/s", _num(inf["ours"]["real_tokens_per_s"]),
+              _num(inf["baseline"]["real_tokens_per_s"]), _num(inf["speedup"], 2)]),
+        _row(["inference padding efficiency", _num(inf["ours"]["padding_efficiency"], 3),
+              _num(inf["baseline"]["padding_efficiency"], 3), ""]),
+        _row(["inference fraction of matmul rate", _num(inf["ours"]["fraction_of_matmul_rate"], 3),
+              _num(inf["baseline"]["fraction_of_matmul_rate"], 3), ""]),
+        _row([f"training real tokens/s ({tr['ours']['optimizer_steps']} steps x 16 rows)",
+              _num(tr["ours"]["real_tokens_per_s"]), _num(tr["baseline"]["real_tokens_per_s"]),
+              _num(tr["tokens_per_s_ratio"], 2)]),
+        _row(["training padding efficiency", _num(tr["ours"]["padding_efficiency"], 3),
+              _num(tr["baseline"]["padding_efficiency"], 3), ""]),
+        _row([f"held-out log loss after training ({tr['eval_rows']} rows; prior "
+              f"{tr['class_prior_log_loss']:.4f})", _num(tr["ours"]["log_loss"], 4),
+              _num(tr["baseline"]["log_loss"], 4), ""]),
+        _row([f"preprocessing seconds ({pre['rows']:,} rows, {pre['csv_mb']:.0f} MB)",
+              _num(pre["ours"]["seconds"], 2), _num(pre["baseline"]["seconds"], 2), _num(pre["speedup"], 2)]),
+        _row(["preprocessing peak memory MB", _num(pre["ours"]["peak_rss_mb"], 0),
+              _num(pre["baseline"]["peak_rss_mb"], 0), _num(pre["peak_memory_ratio"], 2)]),
+    ]
+    if "gpu_llama8b" in results:
+        lines += ["", _row(["Llama-3.1-8B shape, random weights", "ours tokens/s", "original tokens/s", "ratio",
+                            "fraction of matmul rate"]), _row(["---", "---:", "---:", "---:", "---:"])]
+        for mode, entry in results["gpu_llama8b"].items():
+            if "error" in entry:
+                lines.append(_row([mode, entry["error"], "", "", ""]))
+                continue
+            lines.append(_row([mode, _num(entry["ours"]["real_tokens_per_s"]),
+                               _num(entry["baseline"]["real_tokens_per_s"]), _num(entry["speedup"], 2),
+                               _num(entry["ours"]["fraction_of_matmul_rate"], 3)]))
+    lines += ["", _row(["target", "wanted", "measured", "met"]), _row(["---", "---", "---:", "---"])]
+    for name, check in results["targets"].items():
+        measured = check["measured"]
+        wanted = check["target"] if isinstance(check["target"], str) else f">= {check['target']}"
+        lines.append(_row([name, wanted, _num(measured, 3), "yes" if check["met"] else "no"]))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,255 @@
+"""The benchmark run: inference, training, preprocessing and the hardware ceiling, in one process."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from arenapref.batching import padded_tokens, token_budget_batches
+from arenapref.bench import baseline, preprocessing
+from arenapref.bench.hardware import forward_flops, matmul_rate, non_embedding_parameters
+from arenapref.config import RunConfig
+from arenapref.jobs import Runtime, package_versions
+from arenapref.metrics import accuracy, log_loss, prior_log_loss
+from arenapref.modeling import attach_new_adapter
+from arenapref.predict import predict_probabilities
+from arenapref.preprocess import preprocess_train
+from arenapref.training import train_adapter
+
+log = logging.getLogger(__name__)
+
+ROWS_PER_STEP = 16  # the notebook's batch 4 x gradient accumulation 4
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each part does; --quick shrinks everything to check the numbers are produced."""
+
+    inference_rows: int
+    train_steps: int
+    eval_rows: int
+    preprocess_rows: int
+    matmul_seconds: float
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> Sizes:
+        if quick:
+            return cls(inference_rows=48, train_steps=2, eval_rows=32, preprocess_rows=2_000, matmul_seconds=0.5)
+        return cls(inference_rows=320, train_steps=20, eval_rows=160, preprocess_rows=preprocessing.FULL_SIZE,
+                   matmul_seconds=3.0)
+
+
+def _rate(count: float, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
+
+
+def _fresh_model(rt: Runtime, run: RunConfig, checkpoint: Path):
+    torch.manual_seed(run.train.seed)  # same classification-head initialisation on both sides
+    model = attach_new_adapter(rt.base_model(run, checkpoint), run.model)
+    model.eval()
+    return model
+
+
+def _model_shape(model) -> dict:
+    config = model.config
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return {"non_embedding_parameters": non_embedding_parameters(model), "layers": config.num_hidden_layers,
+            "attention_width": heads * head_dim}
+
+
+def bench_inference(model, rt: Runtime, run: RunConfig, input_ids: list[list[int]], ceiling: float) -> dict:
+    lengths = [len(x) for x in input_ids]
+    shape = _model_shape(model)
+    flops = forward_flops(lengths, shape["non_embedding_parameters"], shape["layers"], shape["attention_width"])
+    pad_id = rt.tokenizer.pad_token_id
+    # Warm-up on a few rows so one-time costs (thread pools, kernel choice) fall on neither side.
+    predict_probabilities(model, input_ids[:4], rt.device, rt.dtype, pad_id, run.predict.tokens_per_batch,
+                          run.predict.max_batch_rows, desc="warm-up")
+
+    start = time.perf_counter()
+    ours = predict_probabilities(model, input_ids, rt.device, rt.dtype, pad_id, run.predict.tokens_per_batch,
+                                 run.predict.max_batch_rows, desc="ours")
+    ours_seconds = time.perf_counter() - start
+    batches = token_budget_batches(lengths, run.predict.tokens_per_batch, run.predict.max_batch_rows)
+    ours_computed = padded_tokens(lengths, batches)
+
+    base_probs, base_seconds, base_count = baseline.trainer_predict(model, rt.tokenizer, input_ids, rt.device,
+                                                                   rt.dtype)
+    real = sum(lengths)
+
+    def side(seconds: float, computed: int) -> dict:
+        return {"seconds": seconds, "rows_per_s": _rate(len(input_ids), seconds),
+                "real_tokens_per_s": _rate(real, seconds), "padding_efficiency": real / computed,
+                "flops_per_s": _rate(flops, seconds), "fraction_of_matmul_rate": _rate(flops, seconds) / ceiling}
+
+    return {
+        "rows": len(input_ids),
+        "real_tokens": real,
+        "ours": side(ours_seconds, ours_computed) | {"tokens_per_batch": run.predict.tokens_per_batch},
+        "baseline": side(base_seconds, base_count.computed) | {"batch_size": 8},
+        "speedup": _rate(base_seconds, ours_seconds),
+        # Both sides run the same model on the same ids: their probabilities must agree.
+        "max_probability_difference": float(np.abs(ours - base_probs).max()),
+    }
+
+
+def bench_training(rt: Runtime, run: RunConfig, checkpoint: Path, table: pl.DataFrame, input_ids: list[list[int]],
+                   sizes: Sizes) -> dict:
+    """Both methods train a fresh adapter for the same optimizer steps on the same rows (16 per step),
+    then both adapters are scored on the same held-out fold."""
+    folds = table["fold"].to_numpy()
+    labels = table["label"].to_list()
+    train_index = np.flatnonzero(folds != 0)
+    eval_index = np.flatnonzero(folds == 0)[: sizes.eval_rows]
+    steps = min(sizes.train_steps, len(train_index) // ROWS_PER_STEP)
+    if steps < 1 or len(eval_index) == 0:
+        raise ValueError(f"too few rows to benchmark training ({len(train_index)} training, {len(eval_index)} held out)")
+    train_index = train_index[: steps * ROWS_PER_STEP]
+    train_ids = [input_ids[i] for i in train_index]
+    train_labels = [labels[i] for i in train_index]
+    eval_ids = [input_ids[i] for i in eval_index]
+    eval_labels = [labels[i] for i in eval_index]
+    real = sum(len(x) for x in train_ids)
+
+    batch_size = min(run.train.batch_size, ROWS_PER_STEP)
+    settings = dataclasses.replace(run.train, epochs=1, batch_size=batch_size,
+                                   grad_accum=max(1, ROWS_PER_STEP // batch_size),
+                                   chunk_size=ROWS_PER_STEP * max(1, run.train.chunk_size // ROWS_PER_STEP))
+
+    def held_out(model) -> dict:
+        probs = predict_probabilities(model, eval_ids, rt.device, rt.dtype, rt.tokenizer.pad_token_id,
+                                      run.predict.tokens_per_batch, run.predict.max_batch_rows, desc="held-out")
+        return {"log_loss": log_loss(eval_labels, probs), "accuracy": accuracy(eval_labels, probs)}
+
+    model = _fresh_model(rt, run, checkpoint)
+    with tempfile.TemporaryDirectory() as resume_dir:
+        result = train_adapter(model, train_ids, train_labels, settings, rt.device, rt.dtype,
+                               rt.tokenizer.pad_token_id, Path(resume_dir), {"benchmark": "ours"})
+    ours = {"seconds": result.seconds, "optimizer_steps": result.optimizer_steps,
+            "real_tokens_per_s": _rate(result.tokens, result.seconds),
+            "padding_efficiency": result.tokens / result.tokens_computed,
+            "batch_size": settings.batch_size, "grad_accum": settings.grad_accum} | held_out(model)
+    del model
+
+    model = _fresh_model(rt, run, checkpoint)
+    seconds, count = baseline.trainer_train(model, rt.tokenizer, train_ids, train_labels, steps,
+                                            run.train.learning_rate, run.train.warmup_ratio, run.train.seed,
+                                            rt.device, rt.dtype)
+    base = {"seconds": seconds, "optimizer_steps": steps, "real_tokens_per_s": _rate(count.real, seconds),
+            "padding_efficiency": count.padding_efficiency, "batch_size": 4, "grad_accum": 4} | held_out(model)
+    del model
+    return {
+        "train_rows": len(train_ids), "real_tokens": real, "eval_rows": len(eval_ids),
+        "class_prior_log_loss": prior_log_loss(train_labels, eval_labels),
+        "ours": ours, "baseline": base, "speedup": _rate(base["seconds"], ours["seconds"]),
+        "tokens_per_s_ratio": _rate(ours["real_tokens_per_s"], base["real_tokens_per_s"]),
+    }
+
+
+def bench_preprocessing(source_csv: Path, rows: int) -> dict:
+    with tempfile.TemporaryDirectory() as work:
+        table = Path(work) / "train.csv"
+        preprocessing.build_table(source_csv, rows, table)
+        size_mb = table.stat().st_size / 2**20
+        ours = preprocessing.measure("pipeline", table)
+        base = preprocessing.measure("pandas_literal", table)
+    return {"rows": rows, "source": str(source_csv), "csv_mb": size_mb, "ours": ours, "baseline": base,
+            "speedup": _rate(base["seconds"], ours["seconds"]),
+            "peak_memory_ratio": _rate(ours["peak_rss_mb"], base["peak_rss_mb"])}
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return info | {"versions": package_versions()}
+
+
+def run_benchmark(train_csv: Path, checkpoint: Path, run: RunConfig, quick: bool,
+                  preprocess_source: Path | None = None, gpu_large: bool = True) -> dict:
+    sizes = Sizes.for_mode(quick)
+    started = time.perf_counter()
+    rt = Runtime.create(run, checkpoint)
+    table, _report = preprocess_train(train_csv, n_folds=5, seed=run.train.seed)
+    log.info("encoding %d rows", table.height)
+    input_ids = rt.encode(table)
+
+    log.info("measuring the %s matrix-multiply rate", rt.dtype)
+    ceiling = matmul_rate(rt.device, rt.dtype, seconds=sizes.matmul_seconds)
+
+    log.info("inference: ours versus Trainer.predict")
+    model = _fresh_model(rt, run, checkpoint)
+    shape = _model_shape(model)
+    inference = bench_inference(model, rt, run, input_ids[: sizes.inference_rows], ceiling)
+    del model
+
+    log.info("training: ours versus Trainer, %d optimizer steps each", sizes.train_steps)
+    training = bench_training(rt, run, checkpoint, table, input_ids, sizes)
+
+    source = preprocess_source or train_csv
+    log.info("preprocessing %d rows built from %s", sizes.preprocess_rows, source)
+    preprocess = bench_preprocessing(source, sizes.preprocess_rows)
+
+    results = {
+        "mode": "quick" if quick else "full",
+        "machine": machine(),
+        "model": {"checkpoint": str(checkpoint), **shape, **rt.describe(), "max_length": run.model.max_length},
+        "data": {"train_csv": str(train_csv), "rows": table.height,
+                 "mean_tokens": float(np.mean([len(x) for x in input_ids]))},
+        "matmul_flops_per_s": ceiling,
+        "inference": inference,
+        "training": training,
+        "preprocessing": preprocess,
+    }
+    if gpu_large and not quick and torch.cuda.is_available():
+        from arenapref.bench.gpu import bench_llama8b_shapes
+
+        results["gpu_llama8b"] = bench_llama8b_shapes(rt, input_ids[: sizes.inference_rows], run)
+    results["targets"] = check_targets(results)
+    results["seconds"] = time.perf_counter() - started
+    return results
+
+
+TARGETS = {
+    "inference_tokens_per_s_ratio": 2.0,
+    "inference_fraction_of_matmul_rate": 0.5,
+    "training_tokens_per_s_ratio": 1.5,
+    "padding_efficiency": 0.9,
+    "preprocessing_speedup": 5.0,
+}
+
+
+def check_targets(results: dict) -> dict:
+    inference, training = results["inference"], results["training"]
+    measured = {
+        "inference_tokens_per_s_ratio": inference["speedup"],
+        "inference_fraction_of_matmul_rate": inference["ours"]["fraction_of_matmul_rate"],
+        "training_tokens_per_s_ratio": training["tokens_per_s_ratio"],
+        "padding_efficiency": min(inference["ours"]["padding_efficiency"], training["ours"]["padding_efficiency"]),
+        "preprocessing_speedup": results["preprocessing"]["speedup"],
+    }
+    checks = {name: {"target": TARGETS[name], "measured": value, "met": value >= TARGETS[name]}
+              for name, value in measured.items()}
+    same_or_better = training["ours"]["log_loss"] <= training["baseline"]["log_loss"] + 0.01
+    checks["training_held_out_log_loss"] = {
+        "target": "ours <= baseline + 0.01", "measured": training["ours"]["log_loss"] - training["baseline"]["log_loss"],
+        "met": same_or_better}
+    return checks

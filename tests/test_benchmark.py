@@ -1,0 +1,98 @@
+"""The benchmark in --quick mode: every number is produced and sane (not that it is fast)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_forward_flops_counts_dense_and_attention():
+    from arenapref.bench.hardware import forward_flops
+
+    # 2 sequences: dense 2*P per token; attention 4*layers*width*L^2 per sequence.
+    assert forward_flops([3, 5], params=10, num_layers=2, attention_width=4) == 2 * 10 * 8 + 4 * 2 * 4 * (9 + 25)
+
+
+def test_padded_tokens_counts_each_batch_at_its_longest_row():
+    from arenapref.batching import padded_tokens
+
+    lengths = [5, 1, 3, 3]
+    assert padded_tokens(lengths, [np.array([0, 1]), np.array([2, 3])]) == 2 * 5 + 2 * 3
+
+
+def test_counting_collator_counts_padding(tiny_tokenizer):
+    from arenapref.bench.baseline import CountingCollator
+
+    collator = CountingCollator(tiny_tokenizer)
+    batch = collator([{"input_ids": [5, 6, 7]}, {"input_ids": [5]}])
+    assert batch["input_ids"].shape == (2, 3)
+    assert (collator.count.real, collator.count.computed) == (4, 6)
+
+
+def test_preprocessing_table_repeats_rows_as_distinct_rows(tmp_path, real_or_sample_csv):
+    from arenapref.bench.preprocessing import build_table, measure
+    from arenapref.preprocess import preprocess_train
+
+    source_table, source_report = preprocess_train(real_or_sample_csv, n_folds=5, seed=0)
+    out = tmp_path / "big.csv"
+    build_table(real_or_sample_csv, 3 * source_report.rows_in, out)
+    table, report = preprocess_train(out, n_folds=5, seed=0)
+    assert report.rows_in == 3 * source_report.rows_in
+    # Copies carry a marked prompt: each is kept or dropped exactly as its source row was.
+    assert table.height == 3 * source_table.height
+    assert table["id"].n_unique() == table.height
+    ours, base = measure("pipeline", out), measure("pandas_literal", out)
+    assert ours["rows_out"] == table.height
+    assert 0 < base["rows_out"] <= report.rows_in
+    assert ours["seconds"] > 0 and base["peak_rss_mb"] > 0
+
+
+@pytest.fixture
+def real_or_sample_csv(tmp_path) -> Path:
+    real = ROOT.parent / "shared" / "data" / "real" / "train.csv"
+    if real.exists():
+        return real
+    from arenapref.sample_data import write_sample
+
+    write_sample(tmp_path / "sample", n_train=120, n_test=5, seed=0)
+    return tmp_path / "sample" / "train.csv"
+
+
+@pytest.mark.slow
+def test_quick_benchmark_produces_every_number(tmp_path, tiny_checkpoint):
+    from arenapref.sample_data import write_sample
+
+    write_sample(tmp_path / "sample", n_train=200, n_test=5, seed=0)
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    settings = {"model": {"max_length": 128}, "train": {"batch_size": 8}, "predict": {"tokens_per_batch": 1024}}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--train",
+         str(tmp_path / "sample" / "train.csv"), "--checkpoint", str(tiny_checkpoint),
+         "--config", json.dumps(settings), "--out-json", str(out_json), "--out-md", str(out_md)],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out_json.read_text())
+    inference, training, pre = results["inference"], results["training"], results["preprocessing"]
+    assert results["mode"] == "quick" and results["matmul_flops_per_s"] > 1e8
+    for side in (inference["ours"], inference["baseline"]):
+        assert side["real_tokens_per_s"] > 0 and 0 < side["padding_efficiency"] <= 1
+        assert 0 < side["fraction_of_matmul_rate"] < 5
+    # Sorted, token-budget batches pad less than the baseline's batches of 8 in file order.
+    assert inference["ours"]["padding_efficiency"] >= inference["baseline"]["padding_efficiency"]
+    # Same model, same ids: the two inference paths compute the same probabilities.
+    assert inference["max_probability_difference"] < 1e-3
+    assert training["ours"]["optimizer_steps"] == training["baseline"]["optimizer_steps"] == 2
+    assert training["ours"]["padding_efficiency"] > training["baseline"]["padding_efficiency"]
+    for side in (training["ours"], training["baseline"]):
+        assert side["real_tokens_per_s"] > 0 and np.isfinite(side["log_loss"])
+    assert pre["rows"] == 2000 and pre["ours"]["rows_out"] > 0 and pre["baseline"]["rows_out"] > 0
+    assert set(results["targets"]) >= {"inference_tokens_per_s_ratio", "preprocessing_speedup", "padding_efficiency"}
+    table = out_md.read_text()
+    assert "inference real tokens/s" in table and "preprocessing seconds (2,000 rows" in table
