@@ -9,7 +9,7 @@ CORES ?= all
 # Rules call `python`: make it the virtual environment's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lint format clean download submit export slurm-up slurm-down
+.PHONY: run test lint format clean download submit export benchmark slurm-up slurm-down
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +31,17 @@ test: $(STAMP)
 # Kaggle: fetch the competition files into data/kaggle/; submit results/submission.csv; write a
 # notebook-ready folder (results/kaggle_export/). Credentials: ~/.kaggle/kaggle.json.
 download: $(STAMP)
-	$(BIN)/snakemake --cores 1 download
+	$(BIN)/snakemake download --cores 1
 
 submit: $(STAMP)
-	$(BIN)/snakemake --cores 1 --resources gpu=1 submit
+	$(BIN)/snakemake submit --cores 1 --resources gpu=1
 
 export: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 export_kaggle
+	$(BIN)/snakemake export_kaggle --cores $(CORES) --resources gpu=1
+
+# Speed and padding against the original method (results/benchmark/benchmark.md); about 7 minutes on 2 cores.
+benchmark: $(STAMP)
+	$(BIN)/snakemake benchmark --cores $(CORES) --resources gpu=1
 
 # A throwaway single-node SLURM on this machine (root), to try profiles/slurm by hand.
 SLURM_DIR ?= /tmp/arenapref-slurm

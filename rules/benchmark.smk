@@ -1,4 +1,4 @@
-# Speed against the original method: `snakemake --cores all --resources gpu=1 benchmark`.
+# Speed against the original method: `make benchmark` (snakemake benchmark --cores all --resources gpu=1).
 # Not part of the default run; its table lands in results/benchmark/benchmark.md.
 
 

@@ -8,8 +8,10 @@ the row id and the field, so a user can find the offending line.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from arenapref import LABEL_COLUMNS
@@ -53,6 +55,17 @@ def parse_turns(raw: str | None, *, file: str | Path, row: object, field: str) -
     return turns
 
 
+def _utf8_error(path: Path) -> DataError | None:
+    """The first byte that is not UTF-8, with its line, or None when the file decodes."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        return DataError(path, f"not UTF-8: byte {raw[err.start]:#04x} at line {line} (offset {err.start})")
+    return None
+
+
 def read_csv_strict(path: str | Path, expected: tuple[str, ...]) -> tuple[pl.DataFrame, list[str]]:
     """Read a CSV with every column as text; check encoding and columns.
 
@@ -61,18 +74,15 @@ def read_csv_strict(path: str | Path, expected: tuple[str, ...]) -> tuple[pl.Dat
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
-    raw = path.read_bytes()
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise DataError(path, f"not UTF-8: byte {raw[err.start]:#04x} at line {line} (offset {err.start})") from None
-    if not raw.strip():
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if not head.strip() and path.stat().st_size <= len(head):
         raise DataError(path, "file is empty (expected a header and rows)")
     try:
-        frame = pl.read_csv(raw, infer_schema=False)
+        frame = pl.read_csv(path, infer_schema=False)
     except pl.exceptions.PolarsError as err:
-        raise DataError(path, f"cannot be read as CSV: {err}") from None
+        # polars checks UTF-8 itself; the slow scan only runs to say where the bad byte is.
+        raise (_utf8_error(path) or DataError(path, f"cannot be read as CSV: {err}")) from None
     missing = [c for c in expected if c not in frame.columns]
     if missing:
         raise DataError(path, f"missing column(s) {missing}; expected {list(expected)}, found {frame.columns}")
@@ -82,34 +92,85 @@ def read_csv_strict(path: str | Path, expected: tuple[str, ...]) -> tuple[pl.Dat
     return frame.select(expected), extra
 
 
+# A JSON list whose items are strings or null, nothing else: rows that match are decoded by polars
+# in bulk; any other row goes through parse_turns, which either handles it or names the problem.
+_JSON_SPACE = r"[ \t\n\r]*"
+_JSON_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
+_JSON_ITEM = rf"(?:{_JSON_STRING}|null)"
+LIST_OF_STRINGS = rf"^{_JSON_SPACE}\[{_JSON_SPACE}(?:{_JSON_ITEM}{_JSON_SPACE}(?:,{_JSON_SPACE}{_JSON_ITEM}{_JSON_SPACE})*)?\]{_JSON_SPACE}$"
+# An escaped UTF-16 surrogate: the row may hold a lone one, which needs clean_text.
+SURROGATE_ESCAPE = r"\\u[dD][89a-fA-F]"
+TURNS = pl.List(pl.String)
+
+
+def parse_text_columns(frame: pl.DataFrame, columns: Sequence[str], ids: list[int],
+                       file: str | Path) -> dict[str, pl.Series]:
+    """Parse JSON-list columns into lists of turn texts; null where a cell is missing.
+
+    Same result as parse_turns on every cell, but cells that are plainly lists of strings are
+    decoded by polars in bulk; the rest (lone surrogates possible, malformed, blank) go
+    through parse_turns one by one, which handles them or names the problem.
+    """
+    checks = [
+        *(pl.col(c).str.contains(LIST_OF_STRINGS).fill_null(False).alias(f"{c}:list") for c in columns),
+        *(pl.col(c).str.contains(SURROGATE_ESCAPE).fill_null(False).alias(f"{c}:surrogate") for c in columns),
+    ]
+
+    def decode(source: pl.Expr, column: str) -> pl.Expr:
+        return source.str.json_decode(TURNS).list.eval(pl.element().fill_null("")).cast(TURNS).alias(column)
+
+    try:  # the usual case, every cell valid JSON: check and decode in one parallel pass
+        result = frame.select(*checks, *(decode(pl.col(c), c) for c in columns))
+        flags, decoded = result, result
+    except pl.exceptions.PolarsError:  # some cell is not JSON: decode only the cells that pass
+        flags = frame.select(checks)
+        decoded = frame.select(
+            decode(pl.when(pl.lit(flags[f"{c}:list"])).then(pl.col(c)).otherwise(None), c) for c in columns
+        )
+    parsed = {}
+    for column in columns:
+        bulk = flags[f"{column}:list"].to_numpy() & ~flags[f"{column}:surrogate"].to_numpy()
+        slow = np.flatnonzero(~bulk & frame[column].is_not_null().to_numpy())
+        series = decoded[column]
+        if len(slow):
+            values = frame[column].gather(slow).to_list()
+            # Position 0 is a null; slow row k takes the k-th parsed value, every other row the null.
+            patch = pl.Series([None] + [parse_turns(v, file=file, row=ids[i], field=column)
+                                        for v, i in zip(values, slow)], dtype=TURNS)
+            pick = np.zeros(frame.height, dtype=np.int64)
+            pick[slow] = np.arange(1, len(slow) + 1)
+            series = pl.select(pl.when(pl.lit(pl.Series(bulk))).then(series)
+                               .otherwise(patch.gather(pick))).to_series()
+        parsed[column] = series.alias(column)
+    return parsed
+
+
 def parse_ids(frame: pl.DataFrame, file: str | Path) -> list[int]:
     """Ids must be unique integers."""
-    ids: list[int] = []
-    seen: set[int] = set()
-    for line, raw in enumerate(frame["id"].to_list(), start=2):
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise DataError(file, f"id {raw!r} on line {line} is not an integer", raw, "id") from None
-        if value in seen:
-            raise DataError(file, "duplicate id", value, "id")
-        seen.add(value)
-        ids.append(value)
-    return ids
+    raw = frame["id"]
+    ids = raw.str.strip_chars().cast(pl.Int64, strict=False)
+    bad = ids.is_null()
+    if bad.any():
+        index = int(bad.arg_true()[0])
+        value = raw[index]
+        raise DataError(file, f"id {value!r} on line {index + 2} is not an integer", value, "id")
+    repeated = ~ids.is_first_distinct()
+    if repeated.any():
+        raise DataError(file, "duplicate id", int(ids.filter(repeated)[0]), "id")
+    return ids.to_list()
 
 
 def parse_labels(frame: pl.DataFrame, ids: list[int], file: str | Path) -> list[int]:
     """One-hot winner columns to a class index: 0 = A wins, 1 = B wins, 2 = tie."""
-    columns = [frame[c].to_list() for c in LABEL_COLUMNS]
-    labels = []
-    for index, row_id in enumerate(ids):
-        values = []
-        for name, column in zip(LABEL_COLUMNS, columns):
-            raw = column[index]
-            if raw not in ("0", "1"):
-                raise DataError(file, f"label must be 0 or 1, got {raw!r}", row_id, name)
-            values.append(int(raw))
-        if sum(values) != 1:
-            raise DataError(file, f"labels are not one-hot: {dict(zip(LABEL_COLUMNS, values))}", row_id, "winner_*")
-        labels.append(values.index(1))
-    return labels
+    for name in LABEL_COLUMNS:
+        bad = ~frame[name].is_in(["0", "1"]).fill_null(False)
+        if bad.any():
+            index = int(bad.arg_true()[0])
+            raise DataError(file, f"label must be 0 or 1, got {frame[name][index]!r}", ids[index], name)
+    values = frame.select(pl.col(c).cast(pl.Int8) for c in LABEL_COLUMNS).to_numpy()
+    not_one_hot = values.sum(axis=1) != 1
+    if not_one_hot.any():
+        index = int(np.flatnonzero(not_one_hot)[0])
+        found = dict(zip(LABEL_COLUMNS, values[index].tolist()))
+        raise DataError(file, f"labels are not one-hot: {found}", ids[index], "winner_*")
+    return values.argmax(axis=1).tolist()

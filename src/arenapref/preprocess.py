@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from arenapref.folds import assign_folds, prompt_groups
@@ -22,7 +23,7 @@ from arenapref.parsing import (
     DataError,
     parse_ids,
     parse_labels,
-    parse_turns,
+    parse_text_columns,
     read_csv_strict,
 )
 
@@ -41,8 +42,11 @@ class DataReport:
     ignored_columns: list[str] = field(default_factory=list)
 
     def drop(self, reason: str, row_id: int) -> None:
-        self.dropped[reason] += 1
-        self.dropped_ids.setdefault(reason, []).append(row_id)
+        self.drop_many(reason, [row_id])
+
+    def drop_many(self, reason: str, row_ids: list[int]) -> None:
+        self.dropped[reason] += len(row_ids)
+        self.dropped_ids.setdefault(reason, []).extend(row_ids)
 
     def check_balance(self) -> None:
         """Nothing is lost silently: every input row is either kept or counted under a reason."""
@@ -62,33 +66,48 @@ class DataReport:
         }
 
 
-def _parse_text_columns(frame: pl.DataFrame, ids: list[int], file: str) -> dict[str, list[list[str] | None]]:
-    return {
-        column: [
-            parse_turns(raw, file=file, row=row_id, field=column)
-            for raw, row_id in zip(frame[column].to_list(), ids)
-        ]
-        for column in TEXT_COLUMNS
-    }
+def _has_text(turns: pl.Expr) -> pl.Expr:
+    """True when some turn has non-blank text; null for a missing cell."""
+    return turns.list.eval(pl.element().str.contains(r"\S")).list.any()
 
 
-def _has_text(turns: list[str] | None) -> bool:
-    return turns is not None and any(t.strip() for t in turns)
+def _with_lengths(table: pl.DataFrame) -> pl.DataFrame:
+    chars = {f"{c}_chars": pl.col(c).list.eval(pl.element().str.len_chars()).list.sum().cast(pl.Int64)
+             for c in TEXT_COLUMNS}
+    return table.with_columns(**chars, n_turns=pl.col("prompt").list.len().cast(pl.Int64))
 
 
-def _lengths(texts: dict[str, list[list[str]]]) -> dict[str, list[int]]:
-    lengths = {f"{c}_chars": [sum(len(t) for t in turns) for turns in texts[c]] for c in TEXT_COLUMNS}
-    lengths["n_turns"] = [len(turns) for turns in texts["prompt"]]
-    return lengths
+def _drop_reason(columns: tuple[str, ...]) -> pl.Expr:
+    """The first reason a train row is dropped for, or null: missing cells first, then empty text."""
+    reason = pl.lit(None, dtype=pl.String)
+    checks = [(f"missing_{c}", pl.col(c).is_null()) for c in columns]
+    checks += [(f"empty_{c}", ~_has_text(pl.col(c)).fill_null(False)) for c in columns]
+    for name, condition in reversed(checks):
+        reason = pl.when(condition).then(pl.lit(name)).otherwise(reason)
+    return reason
 
 
-def _table(ids: list[int], texts: dict[str, list[list[str]]], **extra: list) -> pl.DataFrame:
-    list_type = pl.List(pl.String)
-    columns = {"id": pl.Series(ids, dtype=pl.Int64)}
-    columns.update({c: pl.Series(texts[c], dtype=list_type) for c in TEXT_COLUMNS})
-    columns.update({k: pl.Series(v, dtype=pl.Int64) for k, v in _lengths(texts).items()})
-    columns.update({k: pl.Series(v, dtype=pl.Int64) for k, v in extra.items()})
-    return pl.DataFrame(columns)
+def _repeats(table: pl.DataFrame, among: pl.Expr) -> np.ndarray:
+    """True for rows (of those selected by `among`) that repeat an earlier one exactly: same
+    conversation, same label. Hashes find the candidates; each is compared in full with the
+    first row of its hash."""
+    flagged = table.select(
+        pl.int_range(pl.len()).alias("row"),
+        among.alias("among"),
+        # Hash of the columns' hashes: hashing a struct of list columns directly is several times slower.
+        pl.when(among).then(pl.struct(*(pl.col(c).hash() for c in (*TEXT_COLUMNS, "label"))).hash()).alias("key"),
+    )
+    candidates = flagged.filter(pl.col("among") & ~pl.col("key").is_first_distinct())
+    repeat = np.zeros(table.height, dtype=bool)
+    if candidates.height:
+        firsts = (
+            flagged.filter(pl.col("among") & pl.col("key").is_in(candidates["key"].implode()))
+            .group_by("key").agg(pl.col("row").min().alias("first"))
+        )
+        rows = table.select(*TEXT_COLUMNS, "label")
+        for row, first in candidates.join(firsts, on="key").select("row", "first").iter_rows():
+            repeat[row] = rows.row(row) == rows.row(first)
+    return repeat
 
 
 def preprocess_train(path: str | Path, n_folds: int, seed: int) -> tuple[pl.DataFrame, DataReport]:
@@ -97,41 +116,33 @@ def preprocess_train(path: str | Path, n_folds: int, seed: int) -> tuple[pl.Data
     report = DataReport(file=file, rows_in=frame.height, ignored_columns=extra)
     ids = parse_ids(frame, file)
     labels = parse_labels(frame, ids, file)
-    texts = _parse_text_columns(frame, ids, file)
+    texts = parse_text_columns(frame, TEXT_COLUMNS, ids, file)
 
-    keep: list[int] = []
-    seen: set[tuple] = set()
-    for index, row_id in enumerate(ids):
-        row_texts = [texts[c][index] for c in TEXT_COLUMNS]
-        missing = [c for c, turns in zip(TEXT_COLUMNS, row_texts) if turns is None]
-        if missing:
-            report.drop(f"missing_{missing[0]}", row_id)
-            continue
-        empty = [c for c, turns in zip(TEXT_COLUMNS, row_texts) if not _has_text(turns)]
-        if empty:
-            report.drop(f"empty_{empty[0]}", row_id)
-            continue
-        key = (*(tuple(t) for t in row_texts), labels[index])
-        if key in seen:
-            report.drop("duplicate", row_id)
-            continue
-        seen.add(key)
-        keep.append(index)
-
-    report.rows_kept = len(keep)
+    table = pl.DataFrame({"id": pl.Series(ids, dtype=pl.Int64), **texts,
+                          "label": pl.Series(labels, dtype=pl.Int64)})
+    table = table.with_columns(reason=_drop_reason(TEXT_COLUMNS))
+    table = table.with_columns(
+        reason=pl.when(pl.col("reason").is_null() & pl.Series(_repeats(table, pl.col("reason").is_null())))
+        .then(pl.lit("duplicate")).otherwise(pl.col("reason"))
+    )
+    for reason, dropped in table.filter(pl.col("reason").is_not_null()).group_by("reason", maintain_order=True):
+        report.drop_many(reason[0], dropped["id"].to_list())
+    kept = table.filter(pl.col("reason").is_null()).drop("reason")
+    report.rows_kept = kept.height
     report.check_balance()
-    if not keep:
+    if kept.height == 0:
         raise DataError(file, "no usable rows left after dropping missing, empty and duplicate rows")
-    kept_ids = [ids[i] for i in keep]
-    kept_texts = {c: [texts[c][i] for i in keep] for c in TEXT_COLUMNS}
-    kept_labels = [labels[i] for i in keep]
-    groups = prompt_groups(kept_texts["prompt"])
+    groups = prompt_groups(kept["prompt"])
     try:
-        folds = assign_folds(kept_labels, groups, n_folds, seed)
+        folds = assign_folds(kept["label"].to_numpy(), groups, n_folds, seed)
     except ValueError as err:
         raise DataError(file, f"cannot assign folds: {err}") from None
-    table = _table(kept_ids, kept_texts, label=kept_labels, group=groups, fold=folds.tolist())
-    return table, report
+    kept = _with_lengths(kept).with_columns(group=pl.Series(groups, dtype=pl.Int64),
+                                            fold=pl.Series(folds, dtype=pl.Int64))
+    return kept.select("id", *TEXT_COLUMNS, *_LENGTH_COLUMNS, "label", "group", "fold"), report
+
+
+_LENGTH_COLUMNS = (*(f"{c}_chars" for c in TEXT_COLUMNS), "n_turns")
 
 
 def preprocess_test(path: str | Path) -> tuple[pl.DataFrame, DataReport]:
@@ -139,12 +150,14 @@ def preprocess_test(path: str | Path) -> tuple[pl.DataFrame, DataReport]:
     frame, extra = read_csv_strict(path, TEST_COLUMNS)
     report = DataReport(file=file, rows_in=frame.height, ignored_columns=extra)
     ids = parse_ids(frame, file)
-    texts = _parse_text_columns(frame, ids, file)
+    texts = parse_text_columns(frame, TEXT_COLUMNS, ids, file)
     # A missing cell in test becomes an empty conversation: the row still needs a prediction.
-    texts = {c: [turns if turns is not None else [""] for turns in texts[c]] for c in TEXT_COLUMNS}
+    empty = pl.lit(pl.Series([[""]], dtype=pl.List(pl.String)))
+    table = pl.DataFrame({"id": pl.Series(ids, dtype=pl.Int64), **texts})
+    table = table.with_columns(pl.col(c).fill_null(empty) for c in TEXT_COLUMNS)
     report.rows_kept = frame.height
     report.check_balance()
-    return _table(ids, texts), report
+    return _with_lengths(table).select("id", *TEXT_COLUMNS, *_LENGTH_COLUMNS), report
 
 
 def summarize(train: pl.DataFrame) -> dict:

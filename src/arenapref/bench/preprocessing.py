@@ -27,6 +27,7 @@ def build_table(source_csv: Path, rows: int, out_csv: Path) -> int:
         source = list(reader)
     if not source:
         raise ValueError(f"{source_csv} has no rows to repeat")
+    next_id = 1 + max((int(row["id"]) for row in source if str(row["id"]).isdigit()), default=0)
     with open(out_csv, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=header)
         writer.writeheader()
@@ -34,7 +35,7 @@ def build_table(source_csv: Path, rows: int, out_csv: Path) -> int:
             row = dict(source[index % len(source)])
             copy = index // len(source)
             if copy:
-                row["id"] = str(index)
+                row["id"] = str(next_id + index)
                 try:
                     # Every turn is marked: prompt groups (rows sharing a turn) stay as in the source.
                     turns = json.loads(row["prompt"])
