@@ -87,6 +87,7 @@ class TrainSettings:
 class PredictSettings:
     tokens_per_batch: int
     max_batch_rows: int
+    precision: str
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ def predict_with_export(export_dir: str | Path, test_csv: str | Path, base_model
     fold_probs = []
     for fold in manifest["folds"]:
         model = load_trained_adapter(rt.base_model(run, base_model), export_dir / "adapters" / fold["name"])
-        fold_probs.append(predict_probabilities(model, input_ids, rt.device, rt.dtype, rt.tokenizer.pad_token_id,
+        fold_probs.append(predict_probabilities(model, input_ids, rt.device, rt.predict_dtype, rt.tokenizer.pad_token_id,
                                                 run.predict.tokens_per_batch, run.predict.max_batch_rows,
                                                 desc=fold["name"]))
         del model

@@ -18,6 +18,7 @@ from arenapref.io import atomic_dir, atomic_path, dir_sha256, stable_hash, write
 from arenapref.modeling import (
     attach_new_adapter,
     compute_dtype,
+    inference_dtype,
     load_base_classifier,
     load_tokenizer,
     load_trained_adapter,
@@ -44,7 +45,8 @@ class Runtime:
     """Device, precision, tokenizer and input builder, resolved once per job."""
 
     device: torch.device
-    dtype: torch.dtype
+    dtype: torch.dtype  # compute dtype of training (and of loading the model)
+    predict_dtype: torch.dtype  # arithmetic of inference
     quantization: str
     tokenizer: object
     builder: InputBuilder
@@ -54,10 +56,13 @@ class Runtime:
         """`tokenizer_dir` defaults to the checkpoint's own (an export ships the one it trained with)."""
         device = resolve_device(run.device)
         tokenizer = load_tokenizer(tokenizer_dir or checkpoint, run.model.trust_remote_code)
+        dtype = compute_dtype(run.train.precision, device)
+        quantization = resolve_quantization(run.model.quantization, device)
         return cls(
             device=device,
-            dtype=compute_dtype(run.train.precision, device),
-            quantization=resolve_quantization(run.model.quantization, device),
+            dtype=dtype,
+            predict_dtype=inference_dtype(run.predict.precision, device, dtype, quantization),
+            quantization=quantization,
             tokenizer=tokenizer,
             builder=InputBuilder.from_tokenizer(tokenizer, run.model.max_length, run.model.shares),
         )
@@ -70,7 +75,7 @@ class Runtime:
 
     def describe(self) -> dict:
         return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
-                "quantization": self.quantization}
+                "predict_dtype": str(self.predict_dtype).removeprefix("torch."), "quantization": self.quantization}
 
 
 def train_fold(data_path: Path, fold: int, checkpoint: Path, run: RunConfig,
@@ -133,7 +138,7 @@ def predict_fold(data_path: Path, test_path: Path, fold: int, checkpoint: Path, 
     model = load_trained_adapter(rt.base_model(run, checkpoint), adapter_dir)
     outputs = {}
     for name, rows, path in (("oof", valid, oof_path), ("test", test, test_out_path)):
-        probs = predict_probabilities(model, rt.encode(rows), rt.device, rt.dtype, rt.tokenizer.pad_token_id,
+        probs = predict_probabilities(model, rt.encode(rows), rt.device, rt.predict_dtype, rt.tokenizer.pad_token_id,
                                       run.predict.tokens_per_batch, run.predict.max_batch_rows, desc=name)
         extra = {"fold": [fold] * rows.height}
         if name == "oof":

@@ -50,7 +50,7 @@ def bench_llama8b_shapes(rt, input_ids: list[list[int]], run: RunConfig, shape: 
     from arenapref.bench.suite import bench_inference
     from arenapref.modeling import attach_new_adapter, load_base_classifier
 
-    ceiling = matmul_rate(rt.device, torch.bfloat16)
+    ceilings = {str(d).removeprefix("torch."): matmul_rate(rt.device, d) for d in {rt.dtype, rt.predict_dtype}}
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as work:
         checkpoint = write_random_checkpoint(Path(work), shape, rt.tokenizer.pad_token_id, device=str(rt.device))
@@ -64,7 +64,7 @@ def bench_llama8b_shapes(rt, input_ids: list[list[int]], run: RunConfig, shape: 
                 model = attach_new_adapter(load_base_classifier(checkpoint, settings, rt.device, torch.bfloat16,
                                                                 rt.tokenizer.pad_token_id), settings)
                 model.eval()
-                results[mode] = bench_inference(model, rt, run, input_ids, ceiling)
+                results[mode] = bench_inference(model, rt, run, input_ids, ceilings)
             except (RuntimeError, ImportError, ValueError) as err:  # out of memory, a missing kernel
                 log.warning("Llama-3.1-8B shape in %s failed: %s", mode, err)
                 results[mode] = {"error": str(err).splitlines()[0][:200]}

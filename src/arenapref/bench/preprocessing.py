@@ -93,13 +93,25 @@ def probe(name: str, path: str) -> None:
         import polars  # noqa: F401
 
         import arenapref.preprocess  # noqa: F401
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_kb()
     start = time.perf_counter()
     rows = function(Path(path))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kb()
     print(json.dumps({"rows_out": rows, "seconds": seconds, "peak_rss_mb": peak / 1024,
                       "work_rss_mb": (peak - before) / 1024}))
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident memory. /proc's VmHWM starts afresh at exec; ru_maxrss would
+    carry over the peak of the (large) parent that forked this process."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def measure(name: str, path: Path) -> dict:

@@ -68,40 +68,54 @@ def _model_shape(model) -> dict:
             "attention_width": heads * head_dim}
 
 
-def bench_inference(model, rt: Runtime, run: RunConfig, input_ids: list[list[int]], ceiling: float) -> dict:
+def bench_inference(model, rt: Runtime, run: RunConfig, input_ids: list[list[int]], ceilings: dict) -> dict:
+    """Our predict path (in the configured inference precision, and in the training precision when
+    that differs) against Trainer.predict in the training precision, as the notebook ran it."""
     lengths = [len(x) for x in input_ids]
     shape = _model_shape(model)
     flops = forward_flops(lengths, shape["non_embedding_parameters"], shape["layers"], shape["attention_width"])
+    real = sum(lengths)
     pad_id = rt.tokenizer.pad_token_id
-    # Warm-up on a few rows so one-time costs (thread pools, kernel choice) fall on neither side.
-    predict_probabilities(model, input_ids[:4], rt.device, rt.dtype, pad_id, run.predict.tokens_per_batch,
-                          run.predict.max_batch_rows, desc="warm-up")
-
-    start = time.perf_counter()
-    ours = predict_probabilities(model, input_ids, rt.device, rt.dtype, pad_id, run.predict.tokens_per_batch,
-                                 run.predict.max_batch_rows, desc="ours")
-    ours_seconds = time.perf_counter() - start
     batches = token_budget_batches(lengths, run.predict.tokens_per_batch, run.predict.max_batch_rows)
     ours_computed = padded_tokens(lengths, batches)
 
+    def side(seconds: float, computed: int, dtype: torch.dtype) -> dict:
+        name = _dtype_name(dtype)
+        return {"seconds": seconds, "dtype": name, "rows_per_s": _rate(len(input_ids), seconds),
+                "real_tokens_per_s": _rate(real, seconds), "padding_efficiency": real / computed,
+                "flops_per_s": _rate(flops, seconds),
+                "fraction_of_matmul_rate": _rate(flops, seconds) / ceilings[name]}
+
+    def ours(dtype: torch.dtype) -> tuple[np.ndarray, dict]:
+        # Warm-up on a few rows so one-time costs (thread pools, kernel choice) fall on neither side.
+        predict_probabilities(model, input_ids[:4], rt.device, dtype, pad_id, run.predict.tokens_per_batch,
+                              run.predict.max_batch_rows, desc="warm-up")
+        start = time.perf_counter()
+        probs = predict_probabilities(model, input_ids, rt.device, dtype, pad_id, run.predict.tokens_per_batch,
+                                      run.predict.max_batch_rows, desc=f"ours {_dtype_name(dtype)}")
+        return probs, side(time.perf_counter() - start, ours_computed, dtype) | {
+            "tokens_per_batch": run.predict.tokens_per_batch}
+
+    ours_probs, ours_side = ours(rt.predict_dtype)
+    result = {"rows": len(input_ids), "real_tokens": real, "ours": ours_side}
+    same_precision_probs = ours_probs
+    if rt.predict_dtype != rt.dtype:
+        same_precision_probs, result["ours_training_precision"] = ours(rt.dtype)
+        # What the lower precision costs in agreement with full precision, on the same rows.
+        result["precision_max_probability_difference"] = float(np.abs(ours_probs - same_precision_probs).max())
     base_probs, base_seconds, base_count = baseline.trainer_predict(model, rt.tokenizer, input_ids, rt.device,
                                                                    rt.dtype)
-    real = sum(lengths)
+    result["baseline"] = side(base_seconds, base_count.computed, rt.dtype) | {"batch_size": 8}
+    result["speedup"] = _rate(base_seconds, ours_side["seconds"])
+    if "ours_training_precision" in result:
+        result["speedup_same_precision"] = _rate(base_seconds, result["ours_training_precision"]["seconds"])
+    # Same model, same ids, same precision: the two paths must compute the same probabilities.
+    result["max_probability_difference"] = float(np.abs(same_precision_probs - base_probs).max())
+    return result
 
-    def side(seconds: float, computed: int) -> dict:
-        return {"seconds": seconds, "rows_per_s": _rate(len(input_ids), seconds),
-                "real_tokens_per_s": _rate(real, seconds), "padding_efficiency": real / computed,
-                "flops_per_s": _rate(flops, seconds), "fraction_of_matmul_rate": _rate(flops, seconds) / ceiling}
 
-    return {
-        "rows": len(input_ids),
-        "real_tokens": real,
-        "ours": side(ours_seconds, ours_computed) | {"tokens_per_batch": run.predict.tokens_per_batch},
-        "baseline": side(base_seconds, base_count.computed) | {"batch_size": 8},
-        "speedup": _rate(base_seconds, ours_seconds),
-        # Both sides run the same model on the same ids: their probabilities must agree.
-        "max_probability_difference": float(np.abs(ours - base_probs).max()),
-    }
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def bench_training(rt: Runtime, run: RunConfig, checkpoint: Path, table: pl.DataFrame, input_ids: list[list[int]],
@@ -122,13 +136,13 @@ def bench_training(rt: Runtime, run: RunConfig, checkpoint: Path, table: pl.Data
     eval_labels = [labels[i] for i in eval_index]
     real = sum(len(x) for x in train_ids)
 
-    batch_size = min(run.train.batch_size, ROWS_PER_STEP)
-    settings = dataclasses.replace(run.train, epochs=1, batch_size=batch_size,
-                                   grad_accum=max(1, ROWS_PER_STEP // batch_size),
+    # Ours takes the 16 rows of a step as one batch: with rows of similar length in a batch, a
+    # wide batch costs little padding, and wide matrices multiply faster.
+    settings = dataclasses.replace(run.train, epochs=1, batch_size=ROWS_PER_STEP, grad_accum=1,
                                    chunk_size=ROWS_PER_STEP * max(1, run.train.chunk_size // ROWS_PER_STEP))
 
     def held_out(model) -> dict:
-        probs = predict_probabilities(model, eval_ids, rt.device, rt.dtype, rt.tokenizer.pad_token_id,
+        probs = predict_probabilities(model, eval_ids, rt.device, rt.predict_dtype, rt.tokenizer.pad_token_id,
                                       run.predict.tokens_per_batch, run.predict.max_batch_rows, desc="held-out")
         return {"log_loss": log_loss(eval_labels, probs), "accuracy": accuracy(eval_labels, probs)}
 
@@ -187,26 +201,29 @@ def run_benchmark(train_csv: Path, checkpoint: Path, run: RunConfig, quick: bool
                   preprocess_source: Path | None = None, gpu_large: bool = True) -> dict:
     sizes = Sizes.for_mode(quick)
     started = time.perf_counter()
+    # Preprocessing first, in child processes, before this process holds a model in memory.
+    source = preprocess_source or train_csv
+    log.info("preprocessing %d rows built from %s", sizes.preprocess_rows, source)
+    preprocess = bench_preprocessing(source, sizes.preprocess_rows)
+
     rt = Runtime.create(run, checkpoint)
     table, _report = preprocess_train(train_csv, n_folds=5, seed=run.train.seed)
     log.info("encoding %d rows", table.height)
     input_ids = rt.encode(table)
 
-    log.info("measuring the %s matrix-multiply rate", rt.dtype)
-    ceiling = matmul_rate(rt.device, rt.dtype, seconds=sizes.matmul_seconds)
+    ceilings = {}
+    for dtype in {rt.dtype, rt.predict_dtype}:
+        log.info("measuring the %s matrix-multiply rate", dtype)
+        ceilings[_dtype_name(dtype)] = matmul_rate(rt.device, dtype, seconds=sizes.matmul_seconds)
 
     log.info("inference: ours versus Trainer.predict")
     model = _fresh_model(rt, run, checkpoint)
     shape = _model_shape(model)
-    inference = bench_inference(model, rt, run, input_ids[: sizes.inference_rows], ceiling)
+    inference = bench_inference(model, rt, run, input_ids[: sizes.inference_rows], ceilings)
     del model
 
     log.info("training: ours versus Trainer, %d optimizer steps each", sizes.train_steps)
     training = bench_training(rt, run, checkpoint, table, input_ids, sizes)
-
-    source = preprocess_source or train_csv
-    log.info("preprocessing %d rows built from %s", sizes.preprocess_rows, source)
-    preprocess = bench_preprocessing(source, sizes.preprocess_rows)
 
     results = {
         "mode": "quick" if quick else "full",
@@ -214,7 +231,7 @@ def run_benchmark(train_csv: Path, checkpoint: Path, run: RunConfig, quick: bool
         "model": {"checkpoint": str(checkpoint), **shape, **rt.describe(), "max_length": run.model.max_length},
         "data": {"train_csv": str(train_csv), "rows": table.height,
                  "mean_tokens": float(np.mean([len(x) for x in input_ids]))},
-        "matmul_flops_per_s": ceiling,
+        "matmul_flops_per_s": ceilings,
         "inference": inference,
         "training": training,
         "preprocessing": preprocess,
