@@ -30,3 +30,4 @@ def test_atomic_dir_swaps_a_whole_folder_or_nothing(tmp_path):
         (staging / "other").write_text("v3")
     assert [p.name for p in target.iterdir()] == ["other"]
     assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+

@@ -24,8 +24,9 @@ def run_snakemake(workdir: Path, config: dict, *args: str) -> subprocess.Complet
     (workdir / "config").mkdir(parents=True, exist_ok=True)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    # Targets and flags before --resources, which would take any later word as a resource.
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--cores", "1", "--resources", "gpu=1", *args]
+               *args, "--cores", "1", "--resources", "gpu=1"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     if result.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted(workdir.glob("results/logs/*.log")))

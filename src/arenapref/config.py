@@ -15,7 +15,18 @@ import yaml
 from arenapref.errors import ConfigError
 from arenapref.io import stable_hash
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "config.schema.yaml"
+SCHEMA_NAME = "config.schema.yaml"
+
+
+def _find_schema() -> Path:
+    """The repository's config/ schema; in an exported folder (no repository), the copy that
+    export_kaggle puts beside the package's modules."""
+    here = Path(__file__).resolve().parent
+    candidates = (here.parents[1] / "config" / SCHEMA_NAME, here / SCHEMA_NAME)
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+SCHEMA_PATH = _find_schema()
 
 
 def _with_defaults(validator_class):
@@ -126,6 +137,19 @@ class RunConfig:
             return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
         return {"model": plain(self.model), "train": plain(self.train), "predict": plain(self.predict), "device": self.device}
+
+    def as_config(self) -> dict[str, Any]:
+        """The settings in the config file's shape: from_config(as_config()) gives them back."""
+        model = self.model
+        return {
+            "model": {"quantization": model.quantization, "max_length": model.max_length,
+                      "shares": list(model.shares), "trust_remote_code": model.trust_remote_code,
+                      "lora": {"r": model.lora_r, "alpha": model.lora_alpha, "dropout": model.lora_dropout,
+                               "target_modules": list(model.lora_target_modules), "layers": model.lora_layers}},
+            "train": {f.name: getattr(self.train, f.name) for f in fields(self.train)},
+            "predict": {f.name: getattr(self.predict, f.name) for f in fields(self.predict)},
+            "device": self.device,
+        }
 
     def training_hash(self) -> str:
         """Hash of everything that changes the trained adapter (not inference batching)."""

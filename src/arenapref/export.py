@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from arenapref import LABEL_COLUMNS
-from arenapref.config import RunConfig
+from arenapref.config import SCHEMA_NAME, SCHEMA_PATH, RunConfig
 from arenapref.errors import CheckpointError
 from arenapref.io import atomic_dir, dir_sha256, write_json_atomic
 from arenapref.jobs import Runtime, package_versions
@@ -58,9 +58,10 @@ def export_for_kaggle(out_dir: str | Path, adapters: Sequence[Path], checkpoint:
             folds.append({"name": name, "sha256": dir_sha256(adapter)})
         tokenizer_files = _copy_tokenizer(checkpoint, staging / "tokenizer")
         shutil.copytree(PACKAGE_DIR, staging / "arenapref", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(SCHEMA_PATH, staging / "arenapref" / SCHEMA_NAME)  # defaults and limits of the settings
         shutil.copy2(PREDICT_SCRIPT, staging / "predict.py")
         manifest = {
-            "settings": run.as_dict(),
+            "settings": run.as_config(),
             "folds": folds,
             "base_model": {"name": checkpoint.name, "trained_with": str(checkpoint)},
             "tokenizer_files": tokenizer_files,
