@@ -101,3 +101,23 @@ def test_quick_benchmark_produces_every_number(tmp_path, tiny_checkpoint):
     assert set(results["targets"]) >= {"inference_tokens_per_s_ratio", "preprocessing_speedup", "padding_efficiency"}
     table = out_md.read_text()
     assert "inference real tokens/s" in table and "preprocessing seconds (2,000 rows" in table
+
+
+def test_large_model_path_runs_on_a_small_shape(tmp_path, tiny_checkpoint):
+    """The CUDA-only Llama-3.1-8B step, exercised on the CPU with a tiny shape: each precision
+    either measures or records why it could not."""
+    from arenapref.bench.gpu import bench_llama8b_shapes
+    from arenapref.config import RunConfig
+    from arenapref.jobs import Runtime
+
+    run = RunConfig.from_config({"model": {"max_length": 64}, "predict": {"tokens_per_batch": 512}})
+    rt = Runtime.create(run, tiny_checkpoint)
+    ids = [[1, *range(5, 5 + n)] for n in (8, 12, 20, 30, 9, 15)]
+    shape = {"vocab_size": len(rt.tokenizer), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2}
+    results = bench_llama8b_shapes(rt, ids, run, shape=shape)
+    assert set(results) == {"nf4", "int8", "bf16"}
+    assert results["bf16"]["ours"]["real_tokens_per_s"] > 0
+    for mode, entry in results.items():
+        print(mode, entry.get("error") or entry["ours"]["real_tokens_per_s"])
+        assert "error" in entry or entry["max_probability_difference"] < 1e-2

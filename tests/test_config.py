@@ -1,4 +1,5 @@
 """The run configuration: schema defaults and the round trip through the config shape."""
+
 from arenapref.config import RunConfig
 
 
