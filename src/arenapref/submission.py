@@ -63,6 +63,11 @@ def validate_submission(submission: pl.DataFrame, expected_ids: Sequence[int], t
 def build_submission(test_paths: Sequence[str | Path], sample_submission: str | Path) -> pl.DataFrame:
     expected = sample_submission_ids(sample_submission)
     averaged = average_folds(test_paths)
+    unexpected = sorted(set(averaged["id"].to_list()) - set(expected))
+    if unexpected:
+        # Kaggle scores exactly sample_submission's ids: a test row outside it means mismatched files.
+        raise SubmissionError(f"{len(unexpected)} test.csv ids are not in {sample_submission}, "
+                              f"e.g. {unexpected[:10]}: are test.csv and sample_submission.csv from the same release?")
     order = pl.DataFrame({"id": pl.Series(expected, dtype=averaged["id"].dtype)})
     submission = order.join(averaged, on="id", how="left", maintain_order="left")
     missing = submission.filter(pl.col(LABEL_COLUMNS[0]).is_null())["id"].to_list()
