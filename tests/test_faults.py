@@ -1,0 +1,102 @@
+"""Faults: a fold killed mid-training resumes at its last chunk and ends where an uninterrupted
+run ends; unreadable resume state is retrained, not used."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+SETTINGS = {"model": {"max_length": 96},
+            "train": {"epochs": 3, "batch_size": 4, "grad_accum": 1, "chunk_size": 8, "learning_rate": 1e-3}}
+
+
+@pytest.fixture(scope="module")
+def fold_data(tmp_path_factory) -> tuple[Path, Path]:
+    from arenapref.preprocess import preprocess_test, preprocess_train
+    from arenapref.sample_data import write_sample
+
+    root = tmp_path_factory.mktemp("fold-data")
+    paths = write_sample(root / "sample", n_train=60, n_test=6, seed=3)
+    train, _ = preprocess_train(paths["train"], n_folds=2, seed=0)
+    test, _ = preprocess_test(paths["test"])
+    train.write_parquet(root / "train.parquet")
+    test.write_parquet(root / "test.parquet")
+    return root / "train.parquet", root / "test.parquet"
+
+
+def train_command(data: Path, checkpoint: Path, out: Path) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "train_fold.py"), "--data", str(data), "--fold", "0",
+            "--checkpoint", str(checkpoint), "--config", json.dumps(SETTINGS), "--adapter-dir", str(out / "adapter"),
+            "--log", str(out / "train_log.json"), "--resume-dir", str(out / "resume")]
+
+
+def predict_oof(data: Path, test: Path, checkpoint: Path, out: Path) -> np.ndarray:
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "predict_fold.py"), "--data", str(data), "--test",
+                    str(test), "--fold", "0", "--checkpoint", str(checkpoint), "--adapter-dir", str(out / "adapter"),
+                    "--config", json.dumps(SETTINGS), "--out-oof", str(out / "oof.parquet"),
+                    "--out-test", str(out / "test.parquet")], check=True, capture_output=True, timeout=300)
+    return pl.read_parquet(out / "oof.parquet").select("winner_model_a", "winner_model_b", "winner_tie").to_numpy()
+
+
+def kill_after_first_chunk(command: list[str], resume_dir: Path) -> None:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (resume_dir / "latest.json").exists():
+        assert process.poll() is None, "training ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(fold_data, tiny_checkpoint, tmp_path_factory) -> np.ndarray:
+    data, test = fold_data
+    out = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(train_command(data, tiny_checkpoint, out), check=True, capture_output=True, timeout=600)
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["resumed_from_chunk"] == 0 and log["optimizer_steps"] > 6
+    return predict_oof(data, test, tiny_checkpoint, out)
+
+
+def test_killed_fold_resumes_at_its_last_chunk_and_matches(fold_data, tiny_checkpoint, tmp_path, uninterrupted):
+    data, test = fold_data
+    command = train_command(data, tiny_checkpoint, tmp_path)
+    kill_after_first_chunk(command, tmp_path / "resume")
+    assert not (tmp_path / "adapter").exists()  # nothing half-written at the output path
+    done = json.loads((tmp_path / "resume" / "latest.json").read_text())["directory"]
+    chunks_done = int(done.removeprefix("chunk-"))
+    assert chunks_done >= 1
+
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["resumed_from_chunk"] >= chunks_done  # resumed, not restarted
+    assert not (tmp_path / "resume").exists()  # spent once the adapter is published
+    np.testing.assert_allclose(predict_oof(data, test, tiny_checkpoint, tmp_path), uninterrupted, atol=1e-4)
+
+
+def test_truncated_resume_state_is_retrained_not_used(fold_data, tiny_checkpoint, tmp_path, uninterrupted):
+    data, test = fold_data
+    command = train_command(data, tiny_checkpoint, tmp_path)
+    kill_after_first_chunk(command, tmp_path / "resume")
+    done = json.loads((tmp_path / "resume" / "latest.json").read_text())["directory"]
+    weights = tmp_path / "resume" / done / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+
+    result = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+    assert "resume state is unreadable, retraining this fold from the start" in result.stderr
+    assert json.loads((tmp_path / "train_log.json").read_text())["resumed_from_chunk"] == 0
+    np.testing.assert_allclose(predict_oof(data, test, tiny_checkpoint, tmp_path), uninterrupted, atol=1e-4)
