@@ -100,3 +100,51 @@ def test_truncated_resume_state_is_retrained_not_used(fold_data, tiny_checkpoint
     assert "resume state is unreadable, retraining this fold from the start" in result.stderr
     assert json.loads((tmp_path / "train_log.json").read_text())["resumed_from_chunk"] == 0
     np.testing.assert_allclose(predict_oof(data, test, tiny_checkpoint, tmp_path), uninterrupted, atol=1e-4)
+
+
+def test_full_disk_while_saving_a_checkpoint_is_a_clear_error_and_keeps_the_last_one(
+        fold_data, tiny_checkpoint, tmp_path, monkeypatch):
+    import errno
+
+    import arenapref.checkpointing as checkpointing
+    from arenapref.config import RunConfig
+    from arenapref.errors import CheckpointError
+    from arenapref.jobs import Runtime
+    from arenapref.modeling import attach_new_adapter
+    from arenapref.training import train_adapter
+
+    run = RunConfig.from_config(SETTINGS)
+    rt = Runtime.create(run, tiny_checkpoint)
+    table = pl.read_parquet(fold_data[0]).filter(pl.col("fold") != 0)
+    model = attach_new_adapter(rt.base_model(run, tiny_checkpoint), run.model)
+    real_save = checkpointing.save_file
+    calls = []
+
+    def save_then_fill_the_disk(tensors, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real_save(tensors, path)
+
+    monkeypatch.setattr(checkpointing, "save_file", save_then_fill_the_disk)
+    resume = tmp_path / "resume"
+    identity = {"config": "x"}
+    with pytest.raises(CheckpointError, match=r"after chunk 2 .*No space left on device.*chunk \(1\) is intact"):
+        train_adapter(model, rt.encode(table), table["label"].to_list(), run.train, rt.device, rt.dtype,
+                      rt.tokenizer.pad_token_id, resume, identity)
+    point = checkpointing.load_resume_point(resume, identity)
+    assert point is not None and point.chunks_done == 1
+    assert not list(resume.glob("*.partial"))
+
+
+def test_truncated_adapter_is_a_clear_error(fold_data, tiny_checkpoint, tmp_path, uninterrupted):
+    data, test = fold_data
+    subprocess.run(train_command(data, tiny_checkpoint, tmp_path), check=True, capture_output=True, timeout=600)
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:64])
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        predict_oof(data, test, tiny_checkpoint, tmp_path)
+    stderr = err.value.stderr.decode()
+    assert f"error: the adapter at {tmp_path / 'adapter'} cannot be read" in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "oof.parquet").exists()

@@ -170,4 +170,10 @@ def load_trained_adapter(model, adapter_dir: str | Path):
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_model.safetensors").exists():
         raise CheckpointError(f"no trained adapter at {adapter_dir} (adapter_model.safetensors missing)")
-    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
+    try:
+        return PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
+    except Exception as err:  # a truncated or garbled file shows up as many exception types
+        raise CheckpointError(
+            f"the adapter at {adapter_dir} cannot be read ({type(err).__name__}: {str(err)[:200]}); delete that "
+            "folder and rerun to retrain the fold"
+        ) from err

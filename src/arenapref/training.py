@@ -31,6 +31,7 @@ from arenapref.checkpointing import (
     save_resume_point,
 )
 from arenapref.config import TrainSettings
+from arenapref.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +170,18 @@ def train_adapter(
             })
             progress.update(1)
             progress.set_postfix(loss=f"{step_loss:.4f}", chunk=f"{chunk_index + 1}/{len(chunks)}")
-        save_resume_point(
-            resume_dir,
-            identity,
-            ResumePoint(chunk_index + 1, steps_done, history, trainable_state(model),
-                        optimizer.state_dict(), scheduler.state_dict()),
-        )
+        try:
+            save_resume_point(
+                resume_dir,
+                identity,
+                ResumePoint(chunk_index + 1, steps_done, history, trainable_state(model),
+                            optimizer.state_dict(), scheduler.state_dict()),
+            )
+        except OSError as err:  # a full disk, most often; the previous checkpoint is untouched
+            raise CheckpointError(
+                f"could not save the checkpoint after chunk {chunk_index + 1} to {resume_dir}: "
+                f"{err.strerror or err}; the last saved chunk ({chunk_index}) is intact and a rerun resumes there"
+            ) from err
     progress.close()
     model.eval()
     return TrainingResult(history, steps_done, resumed_from, time.perf_counter() - started, tokens_seen,
