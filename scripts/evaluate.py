@@ -12,6 +12,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from arenapref.cli import run_main  # noqa: E402
 
 
+def _one_value(logs: list[dict], key: str):
+    values = {log.get(key) for log in logs}
+    if len(values) > 1:
+        raise ValueError(f"the folds' training logs disagree on {key}: {sorted(map(str, values))}")
+    return values.pop() if values else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="train parquet with folds")
@@ -38,6 +45,9 @@ def main() -> int:
         "seed": config["train"]["seed"],
         "folds": config["folds"],
         "model_checkpoint": logs[0]["checkpoint"] if logs else None,
+        # Every fold must have trained on the same base weights; the checksum says which.
+        "model_sha256": _one_value(logs, "checkpoint_sha256"),
+        "adapter_sha256": {str(log["fold"]): log.get("adapter_sha256") for log in logs},
         "runtime": logs[0]["runtime"] if logs else None,
         "versions": logs[0]["versions"] if logs else None,
         "data_sha256": file_sha256(args.data),

@@ -148,3 +148,11 @@ def test_truncated_adapter_is_a_clear_error(fold_data, tiny_checkpoint, tmp_path
     assert f"error: the adapter at {tmp_path / 'adapter'} cannot be read" in stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "oof.parquet").exists()
+
+
+def test_same_seed_and_config_give_identical_predictions(fold_data, tiny_checkpoint, tmp_path, uninterrupted):
+    data, test = fold_data
+    subprocess.run(train_command(data, tiny_checkpoint, tmp_path), check=True, capture_output=True, timeout=600)
+    np.testing.assert_array_equal(predict_oof(data, test, tiny_checkpoint, tmp_path), uninterrupted)
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert len(log["checkpoint_sha256"]) == 64 and len(log["adapter_sha256"]) == 64

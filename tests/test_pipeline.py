@@ -80,6 +80,10 @@ def test_pipeline_on_generated_sample(tmp_path, tiny_checkpoint):
     report = json.loads((tmp_path / "results" / "data" / "report.json").read_text())
     assert report["train"]["dropped"]["duplicate"] >= 1
     assert metrics["run"]["seed"] == 42
+    # What produced the numbers: config, base weights, data and each fold's adapter, by checksum.
+    run = metrics["run"]
+    assert len(run["model_sha256"]) == 64 and len(run["data_sha256"]) == 64 and len(run["config_hash"]) == 12
+    assert sorted(run["adapter_sha256"]) == ["0", "1", "2"] and run["versions"]["torch"]
 
     # Nothing changed: nothing to do.
     assert planned_jobs(run_snakemake(tmp_path, config, "-n")) == {}

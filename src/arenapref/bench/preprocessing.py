@@ -49,7 +49,7 @@ def build_table(source_csv: Path, rows: int, out_csv: Path) -> int:
 def pandas_literal_baseline(path: Path) -> int:
     """The notebook's preprocessing: pandas, each list parsed as a Python literal, joined, deduplicated.
 
-    The notebook called eval(); ast.literal_eval parses the same text the same way without
+    The notebook called eval on each field; ast.literal_eval parses the same text the same way without
     running it, so the comparison keeps the cost and leaves out the hazard.
     """
     import pandas as pd
