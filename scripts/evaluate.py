@@ -32,12 +32,13 @@ def main() -> int:
     import polars as pl
 
     from arenapref.config import load_config_arg
-    from arenapref.evaluation import gather_oof, score_oof
+    from arenapref.evaluation import gather_oof, reference_scores, score_oof
     from arenapref.io import atomic_path, file_sha256, stable_hash, write_json_atomic
 
     train = pl.read_parquet(args.data)
     oof = gather_oof(args.oof, train)
     metrics = score_oof(oof, train)
+    metrics.update(reference_scores(oof, train))
     config = load_config_arg(args.config)
     logs = [json.loads(p.read_text()) for p in args.train_logs]
     metrics["run"] = {
@@ -58,7 +59,9 @@ def main() -> int:
     write_json_atomic(args.out_metrics, metrics)
     overall = metrics["overall"]
     print(f"OOF log loss {overall['log_loss']:.4f} (class prior {overall['prior_log_loss']:.4f}), "
-          f"accuracy {overall['accuracy']:.3f} on {overall['rows']} rows")
+          f"accuracy {overall['accuracy']:.3f} on {overall['rows']} rows; features baseline "
+          f"{metrics['features_baseline']['log_loss']:.4f}; temperature "
+          f"{metrics['temperature_scaling']['temperature']:.3f}")
     return 0
 
 

@@ -84,6 +84,9 @@ def test_pipeline_on_generated_sample(tmp_path, tiny_checkpoint):
     run = metrics["run"]
     assert len(run["model_sha256"]) == 64 and len(run["data_sha256"]) == 64 and len(run["config_hash"]) == 12
     assert sorted(run["adapter_sha256"]) == ["0", "1", "2"] and run["versions"]["torch"]
+    assert np.isfinite(metrics["features_baseline"]["log_loss"])
+    scaling = metrics["temperature_scaling"]
+    assert scaling["temperature"] > 0 and scaling["log_loss_before"] == pytest.approx(metrics["overall"]["log_loss"])
 
     # Nothing changed: nothing to do.
     assert planned_jobs(run_snakemake(tmp_path, config, "-n")) == {}

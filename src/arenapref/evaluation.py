@@ -9,6 +9,8 @@ import numpy as np
 import polars as pl
 
 from arenapref import LABEL_COLUMNS
+from arenapref.calibration import apply_temperature, fit_temperature
+from arenapref.features import features_oof
 from arenapref.metrics import accuracy, class_prior, log_loss
 
 
@@ -63,3 +65,30 @@ def score_oof(oof: pl.DataFrame, train: pl.DataFrame) -> dict:
     }
     overall["improvement_over_prior"] = overall["prior_log_loss"] - overall["log_loss"]
     return {"overall": overall, "per_fold": per_fold}
+
+
+def reference_scores(oof: pl.DataFrame, train: pl.DataFrame) -> dict:
+    """What the model's OOF score is measured against, and what calibration would add.
+
+    The features baseline is fitted per fold like the model. The temperature is fitted on all OOF
+    rows (the value to apply to test predictions); its effect is scored cross-fitted, each fold
+    scaled by a temperature fitted on the other folds, so the gain is not measured on the rows
+    that chose it.
+    """
+    train = train.sort("id")
+    probs = probabilities(oof.sort("id"))
+    labels = train["label"].to_numpy()
+    folds = train["fold"].to_numpy()
+    features = features_oof(train)
+    cross_fitted = np.zeros_like(probs)
+    for fold in np.unique(folds):
+        held_out = folds == fold
+        cross_fitted[held_out] = apply_temperature(probs[held_out], fit_temperature(probs[~held_out], labels[~held_out]))
+    return {
+        "features_baseline": {"log_loss": log_loss(labels, features), "accuracy": accuracy(labels, features)},
+        "temperature_scaling": {
+            "temperature": fit_temperature(probs, labels),
+            "log_loss_before": log_loss(labels, probs),
+            "log_loss_after_cross_fitted": log_loss(labels, cross_fitted),
+        },
+    }
