@@ -18,6 +18,7 @@ from arenapref.io import atomic_dir, atomic_path, dir_sha256, stable_hash, write
 from arenapref.modeling import (
     attach_new_adapter,
     compute_dtype,
+    dtype_name,
     inference_dtype,
     load_base_classifier,
     load_tokenizer,
@@ -74,8 +75,8 @@ class Runtime:
         return load_base_classifier(checkpoint, run.model, self.device, self.dtype, self.tokenizer.pad_token_id)
 
     def describe(self) -> dict:
-        return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
-                "predict_dtype": str(self.predict_dtype).removeprefix("torch."), "quantization": self.quantization}
+        return {"device": str(self.device), "dtype": dtype_name(self.dtype),
+                "predict_dtype": dtype_name(self.predict_dtype), "quantization": self.quantization}
 
 
 def train_fold(data_path: Path, fold: int, checkpoint: Path, run: RunConfig,

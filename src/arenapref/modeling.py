@@ -17,6 +17,14 @@ log = logging.getLogger(__name__)
 NUM_LABELS = 3
 
 
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """"float32", "bfloat16", ...: how dtypes appear in logs, metrics and the benchmark."""
+    return str(dtype).removeprefix("torch.")
+
+
 def resolve_device(requested: str) -> torch.device:
     """auto picks CUDA when present; an explicit cuda request without CUDA is an error, not a silent CPU run."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -52,7 +60,7 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
         if device.type != "cuda":
             return torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    return PRECISIONS[precision]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -66,7 +74,7 @@ def cpu_has_native_bf16() -> bool:
 
 def inference_dtype(precision: str, device: torch.device, train_dtype: torch.dtype, quantization: str) -> torch.dtype:
     if precision != "auto":
-        return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        return PRECISIONS[precision]
     if device.type == "cuda":
         return train_dtype
     if quantization == "none" and cpu_has_native_bf16():

@@ -41,9 +41,6 @@ class DataReport:
     dropped_ids: dict[str, list[int]] = field(default_factory=dict)
     ignored_columns: list[str] = field(default_factory=list)
 
-    def drop(self, reason: str, row_id: int) -> None:
-        self.drop_many(reason, [row_id])
-
     def drop_many(self, reason: str, row_ids: list[int]) -> None:
         self.dropped[reason] += len(row_ids)
         self.dropped_ids.setdefault(reason, []).extend(row_ids)
@@ -69,6 +66,9 @@ class DataReport:
 def _has_text(turns: pl.Expr) -> pl.Expr:
     """True when some turn has non-blank text; null for a missing cell."""
     return turns.list.eval(pl.element().str.contains(r"\S")).list.any()
+
+
+_LENGTH_COLUMNS = (*(f"{c}_chars" for c in TEXT_COLUMNS), "n_turns")
 
 
 def _with_lengths(table: pl.DataFrame) -> pl.DataFrame:
@@ -122,7 +122,7 @@ def preprocess_train(path: str | Path, n_folds: int, seed: int) -> tuple[pl.Data
                           "label": pl.Series(labels, dtype=pl.Int64)})
     table = table.with_columns(reason=_drop_reason(TEXT_COLUMNS))
     table = table.with_columns(
-        reason=pl.when(pl.col("reason").is_null() & pl.Series(_repeats(table, pl.col("reason").is_null())))
+        reason=pl.when(pl.Series(_repeats(table, pl.col("reason").is_null())))
         .then(pl.lit("duplicate")).otherwise(pl.col("reason"))
     )
     for reason, dropped in table.filter(pl.col("reason").is_not_null()).group_by("reason", maintain_order=True):
@@ -140,9 +140,6 @@ def preprocess_train(path: str | Path, n_folds: int, seed: int) -> tuple[pl.Data
     kept = _with_lengths(kept).with_columns(group=pl.Series(groups, dtype=pl.Int64),
                                             fold=pl.Series(folds, dtype=pl.Int64))
     return kept.select("id", *TEXT_COLUMNS, *_LENGTH_COLUMNS, "label", "group", "fold"), report
-
-
-_LENGTH_COLUMNS = (*(f"{c}_chars" for c in TEXT_COLUMNS), "n_turns")
 
 
 def preprocess_test(path: str | Path) -> tuple[pl.DataFrame, DataReport]:

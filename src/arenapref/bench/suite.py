@@ -21,7 +21,7 @@ from arenapref.bench.hardware import forward_flops, matmul_rate, non_embedding_p
 from arenapref.config import RunConfig
 from arenapref.jobs import Runtime, package_versions
 from arenapref.metrics import accuracy, log_loss, prior_log_loss
-from arenapref.modeling import attach_new_adapter
+from arenapref.modeling import attach_new_adapter, dtype_name
 from arenapref.predict import predict_probabilities
 from arenapref.preprocess import preprocess_train
 from arenapref.training import train_adapter
@@ -80,7 +80,7 @@ def bench_inference(model, rt: Runtime, run: RunConfig, input_ids: list[list[int
     ours_computed = padded_tokens(lengths, batches)
 
     def side(seconds: float, computed: int, dtype: torch.dtype) -> dict:
-        name = _dtype_name(dtype)
+        name = dtype_name(dtype)
         return {"seconds": seconds, "dtype": name, "rows_per_s": _rate(len(input_ids), seconds),
                 "real_tokens_per_s": _rate(real, seconds), "padding_efficiency": real / computed,
                 "flops_per_s": _rate(flops, seconds),
@@ -92,7 +92,7 @@ def bench_inference(model, rt: Runtime, run: RunConfig, input_ids: list[list[int
                               run.predict.max_batch_rows, desc="warm-up")
         start = time.perf_counter()
         probs = predict_probabilities(model, input_ids, rt.device, dtype, pad_id, run.predict.tokens_per_batch,
-                                      run.predict.max_batch_rows, desc=f"ours {_dtype_name(dtype)}")
+                                      run.predict.max_batch_rows, desc=f"ours {dtype_name(dtype)}")
         return probs, side(time.perf_counter() - start, ours_computed, dtype) | {
             "tokens_per_batch": run.predict.tokens_per_batch}
 
@@ -112,10 +112,6 @@ def bench_inference(model, rt: Runtime, run: RunConfig, input_ids: list[list[int
     # Same model, same ids, same precision: the two paths must compute the same probabilities.
     result["max_probability_difference"] = float(np.abs(same_precision_probs - base_probs).max())
     return result
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 def bench_training(rt: Runtime, run: RunConfig, checkpoint: Path, table: pl.DataFrame, input_ids: list[list[int]],
@@ -219,7 +215,7 @@ def run_benchmark(train_csv: Path, checkpoint: Path, run: RunConfig, quick: bool
     ceilings = {}
     for dtype in {rt.dtype, rt.predict_dtype}:
         log.info("measuring the %s matrix-multiply rate", dtype)
-        ceilings[_dtype_name(dtype)] = matmul_rate(rt.device, dtype, seconds=sizes.matmul_seconds)
+        ceilings[dtype_name(dtype)] = matmul_rate(rt.device, dtype, seconds=sizes.matmul_seconds)
 
     log.info("inference: ours versus Trainer.predict")
     model = _fresh_model(rt, run, checkpoint)
