@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/model.smk"
@@ -15,6 +18,7 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/kaggle.smk"
 include: "rules/benchmark.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -22,3 +26,4 @@ rule all:
     input:
         "results/submission.csv",
         "results/metrics.json",
+        rules.report_figures.output,

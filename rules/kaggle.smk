@@ -24,6 +24,8 @@ rule export_kaggle:
         adapters=expand("results/folds/fold{fold}/adapter", fold=FOLDS),
         checkpoint=model_checkpoint(),
         metrics="results/metrics.json",
+        postprocessing="results/postprocessing.json",
+        features_model="results/features/model.json",
     output:
         directory("results/kaggle_export"),
     log:
@@ -36,7 +38,8 @@ rule export_kaggle:
         dataset_id=config["kaggle"]["dataset_id"],
     shell:
         "python {params.script} --adapters {input.adapters} --checkpoint {input.checkpoint:q}"
-        " --metrics {input.metrics} --config {params.settings:q} --dataset-id {params.dataset_id:q}"
+        " --metrics {input.metrics} --postprocessing {input.postprocessing}"
+        " --features-model {input.features_model} --config {params.settings:q} --dataset-id {params.dataset_id:q}"
         " --out-dir {output} > {log} 2>&1"
 
 

@@ -25,15 +25,24 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: checks that every number is produced")
     parser.add_argument("--no-gpu-large", action="store_true",
                         help="on CUDA, skip the Llama-3.1-8B-shaped models (they need about 40 GB of disk and GPU)")
+    parser.add_argument("--training-seeds", type=int, nargs="+", metavar="SEED",
+                        help="run only the training comparison, once per seed, and report the mean difference")
     parser.add_argument("--out-json", required=True, type=Path)
     parser.add_argument("--out-md", required=True, type=Path)
     args = parser.parse_args()
 
-    from arenapref.bench.report import render_markdown
-    from arenapref.bench.suite import run_benchmark
+    from arenapref.bench.report import render_markdown, render_seed_study
+    from arenapref.bench.suite import run_benchmark, training_seed_study
     from arenapref.io import write_json_atomic, write_text_atomic
 
     run = RunConfig.from_config(load_config_arg(args.config))
+    if args.training_seeds:
+        study = training_seed_study(args.train, args.checkpoint, run, args.training_seeds, args.quick)
+        table = render_seed_study(study)
+        write_json_atomic(args.out_json, study)
+        write_text_atomic(args.out_md, table)
+        print(table)
+        return 0
     source = args.preprocess_source if args.preprocess_source and args.preprocess_source.exists() else args.train
     results = run_benchmark(args.train, args.checkpoint, run, args.quick, source, gpu_large=not args.no_gpu_large)
     table = render_markdown(results)

@@ -23,23 +23,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="train parquet with folds")
     parser.add_argument("--oof", required=True, nargs="+", type=Path, help="per-fold OOF parquet files")
+    parser.add_argument("--features-oof", required=True, type=Path, help="the features baseline's OOF parquet")
     parser.add_argument("--train-logs", nargs="*", type=Path, default=[], help="per-fold training logs")
     parser.add_argument("--config", help="the run configuration (inline JSON or file), recorded in the metrics")
     parser.add_argument("--out-oof", required=True, type=Path, help="all OOF predictions in one parquet")
     parser.add_argument("--out-metrics", required=True, type=Path, help="metrics JSON")
+    parser.add_argument("--out-postprocessing", required=True, type=Path,
+                        help="JSON: the blend weight and temperature the submission applies (fitted on OOF)")
     args = parser.parse_args()
 
     import polars as pl
 
     from arenapref.config import load_config_arg
-    from arenapref.evaluation import gather_oof, reference_scores, score_oof
+    from arenapref.ensemble import Postprocessing
+    from arenapref.evaluation import gather_oof, probabilities, reference_scores, score_oof
     from arenapref.io import atomic_path, file_sha256, stable_hash, write_json_atomic
 
     train = pl.read_parquet(args.data)
     oof = gather_oof(args.oof, train)
     metrics = score_oof(oof, train)
-    metrics.update(reference_scores(oof, train))
+    features = pl.read_parquet(args.features_oof).sort("id")
+    if not features["id"].equals(train["id"].sort()):
+        raise ValueError(f"{args.features_oof} does not hold the same ids as {args.data}")
+    feature_probs = probabilities(features)
+    metrics.update(reference_scores(oof, train, feature_probs))
     config = load_config_arg(args.config)
+    chosen = config["ensemble"]
+    postprocessing = Postprocessing.fit(probabilities(oof.sort("id")), feature_probs, train.sort("id")["label"].to_numpy(),
+                                        chosen["features_blend"], chosen["temperature_scaling"])
+    metrics["postprocessing"] = {**chosen, **postprocessing.as_dict()}
     logs = [json.loads(p.read_text()) for p in args.train_logs]
     metrics["run"] = {
         "config_hash": stable_hash(config),
@@ -57,6 +69,7 @@ def main() -> int:
     with atomic_path(args.out_oof) as tmp:
         oof.write_parquet(tmp)
     write_json_atomic(args.out_metrics, metrics)
+    write_json_atomic(args.out_postprocessing, postprocessing.as_dict())
     overall = metrics["overall"]
     print(f"OOF log loss {overall['log_loss']:.4f} (class prior {overall['prior_log_loss']:.4f}), "
           f"accuracy {overall['accuracy']:.3f} on {overall['rows']} rows; features baseline "

@@ -12,7 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from arenapref.cli import run_main  # noqa: E402
 from arenapref.config import RunConfig, load_config_arg  # noqa: E402
+from arenapref.ensemble import Postprocessing  # noqa: E402
 from arenapref.export import export_for_kaggle  # noqa: E402
+from arenapref.io import read_json  # noqa: E402
 
 
 def main() -> int:
@@ -20,6 +22,8 @@ def main() -> int:
     parser.add_argument("--adapters", required=True, nargs="+", type=Path, help="results/folds/fold*/adapter")
     parser.add_argument("--checkpoint", required=True, type=Path, help="base checkpoint the adapters were trained on")
     parser.add_argument("--metrics", required=True, type=Path, help="results/metrics.json")
+    parser.add_argument("--postprocessing", type=Path, help="results/postprocessing.json (blend weight, temperature)")
+    parser.add_argument("--features-model", type=Path, help="results/features/model.json (for the blend)")
     parser.add_argument("--config", help="config as JSON (model, predict, device sections)")
     parser.add_argument("--dataset-id", default="YOUR_KAGGLE_USERNAME/arenapref-adapters",
                         help="owner/slug written to dataset-metadata.json")
@@ -27,7 +31,10 @@ def main() -> int:
     args = parser.parse_args()
     run = RunConfig.from_config(load_config_arg(args.config))
     metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
-    out = export_for_kaggle(args.out_dir, args.adapters, args.checkpoint, run, metrics, args.dataset_id)
+    postprocessing = Postprocessing(**read_json(args.postprocessing)) if args.postprocessing else None
+    features_model = read_json(args.features_model) if args.features_model else None
+    out = export_for_kaggle(args.out_dir, args.adapters, args.checkpoint, run, metrics, args.dataset_id,
+                            postprocessing, features_model)
     print(f"wrote {out}: {len(args.adapters)} fold adapters; run `python {out}/predict.py --help`")
     return 0
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Average the folds' test predictions and write a validated submission.csv."""
+"""Average the folds' test predictions, apply the OOF-fitted post-processing (blend with the features
+baseline, temperature) and write a validated submission.csv."""
 
 import argparse
 import sys
@@ -9,6 +10,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from arenapref.cli import run_main  # noqa: E402
+from arenapref.ensemble import Postprocessing  # noqa: E402
+from arenapref.io import read_json  # noqa: E402
 from arenapref.submission import build_submission, write_submission  # noqa: E402
 
 
@@ -16,11 +19,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--test-preds", required=True, nargs="+", type=Path, help="per-fold test parquet files")
     parser.add_argument("--sample-submission", required=True, type=Path, help="Kaggle sample_submission.csv")
+    parser.add_argument("--postprocessing", type=Path, help="JSON written by evaluate (blend weight, temperature)")
+    parser.add_argument("--features-test", type=Path, help="the features baseline's test parquet (for the blend)")
     parser.add_argument("--out", required=True, type=Path, help="submission.csv to write")
     args = parser.parse_args()
-    submission = build_submission(args.test_preds, args.sample_submission)
+    postprocessing = Postprocessing(**read_json(args.postprocessing)) if args.postprocessing else None
+    submission = build_submission(args.test_preds, args.sample_submission, postprocessing, args.features_test)
     write_submission(submission, args.out)
-    print(f"wrote {args.out}: {submission.height} rows from {len(args.test_preds)} folds")
+    print(f"wrote {args.out}: {submission.height} rows from {len(args.test_preds)} folds; post-processing "
+          f"{postprocessing.as_dict() if postprocessing else 'none'}")
     return 0
 
 

@@ -65,19 +65,25 @@ def real_or_sample_csv(tmp_path) -> Path:
     return tmp_path / "sample" / "train.csv"
 
 
-@pytest.mark.slow
-def test_quick_benchmark_produces_every_number(tmp_path, tiny_checkpoint):
+def run_quick_benchmark(tmp_path: Path, checkpoint: Path, *extra: str) -> tuple[Path, Path]:
+    """scripts/benchmark.py --quick on a 200-row generated sample; the JSON and markdown it wrote."""
     from arenapref.sample_data import write_sample
 
     write_sample(tmp_path / "sample", n_train=200, n_test=5, seed=0)
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     settings = {"model": {"max_length": 128}, "train": {"batch_size": 8}, "predict": {"tokens_per_batch": 1024}}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--train",
-         str(tmp_path / "sample" / "train.csv"), "--checkpoint", str(tiny_checkpoint),
+        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", *extra, "--train",
+         str(tmp_path / "sample" / "train.csv"), "--checkpoint", str(checkpoint),
          "--config", json.dumps(settings), "--out-json", str(out_json), "--out-md", str(out_md)],
         capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
+    return out_json, out_md
+
+
+@pytest.mark.slow
+def test_quick_benchmark_produces_every_number(tmp_path, tiny_checkpoint):
+    out_json, out_md = run_quick_benchmark(tmp_path, tiny_checkpoint)
     results = json.loads(out_json.read_text())
     inference, training, pre = results["inference"], results["training"], results["preprocessing"]
     assert results["mode"] == "quick"
@@ -97,10 +103,27 @@ def test_quick_benchmark_produces_every_number(tmp_path, tiny_checkpoint):
     assert 0 < training["ours"]["padding_efficiency"] <= 1 and 0 < training["baseline"]["padding_efficiency"] <= 1
     for side in (training["ours"], training["baseline"]):
         assert side["real_tokens_per_s"] > 0 and np.isfinite(side["log_loss"])
+    # The paired difference is the difference of the two means, with a standard error beside it.
+    assert training["log_loss_difference"] == pytest.approx(
+        training["ours"]["log_loss"] - training["baseline"]["log_loss"], abs=1e-9)
+    assert training["log_loss_difference_se"] > 0
+    assert training["ours"]["dtype"] in ("float32", "bfloat16") and training["baseline"]["dtype"] == "float32"
     assert pre["rows"] == 2000 and pre["ours"]["rows_out"] > 0 and pre["baseline"]["rows_out"] > 0
     assert set(results["targets"]) >= {"inference_tokens_per_s_ratio", "preprocessing_speedup", "padding_efficiency"}
     table = out_md.read_text()
     assert "inference real tokens/s" in table and "preprocessing seconds (2,000 rows" in table
+
+
+@pytest.mark.slow
+def test_training_seed_study_reports_every_seed(tmp_path, tiny_checkpoint):
+    out_json, out_md = run_quick_benchmark(tmp_path, tiny_checkpoint, "--training-seeds", "3", "5")
+    study = json.loads(out_json.read_text())
+    assert [r["seed"] for r in study["runs"]] == [3, 5]
+    differences = [r["log_loss_difference"] for r in study["runs"]]
+    assert differences[0] != differences[1]  # the seed reaches the training runs
+    assert study["mean_log_loss_difference"] == pytest.approx(np.mean(differences))
+    assert 0 <= study["ours_better_in"] <= 2
+    assert "| mean |" in out_md.read_text()
 
 
 def test_large_model_path_runs_on_a_small_shape(tmp_path, tiny_checkpoint):

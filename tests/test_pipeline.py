@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -109,10 +112,10 @@ def run_exported_predict(export: Path, test_csv: Path, checkpoint: Path, out: Pa
     return pl.read_csv(out)
 
 
-def check_kaggle_export(workdir: Path, config: dict, checkpoint: Path) -> None:
+def check_kaggle_export(workdir: Path, config: dict, checkpoint: Path, folds=("fold0", "fold1", "fold2")) -> None:
     run_snakemake(workdir, config, "export_kaggle")
     export = workdir / "results" / "kaggle_export"
-    assert sorted(p.name for p in (export / "adapters").iterdir()) == ["fold0", "fold1", "fold2"]
+    assert sorted(p.name for p in (export / "adapters").iterdir()) == list(folds)
     metadata = json.loads((export / "dataset-metadata.json").read_text())
     assert metadata["id"].endswith("/arenapref-adapters") and metadata["licenses"]
     # Moved away from the repository, the folder predicts the same test set as the pipeline did.
@@ -160,3 +163,92 @@ def test_pipeline_on_real_rows(tmp_path, tiny_checkpoint, real_data):
     run_snakemake(tmp_path, config)
     metrics = check_outputs(tmp_path, 5, real_data / "sample_submission.csv")
     assert metrics["overall"]["rows"] == 997  # 3 of the 1,000 real rows have an empty response
+
+
+def chromium() -> str:
+    """A headless Chromium, installed with apt-get where it is missing and this is root on Debian."""
+    for name in ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("no headless Chromium, and apt-get cannot install one here (not root or not Debian)")
+    done = subprocess.run("apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium-headless-shell",
+                          shell=True, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0 or not shutil.which("chromium-headless-shell"):
+        pytest.skip(f"apt-get could not install chromium-headless-shell: {done.stderr[-500:]}")
+    return shutil.which("chromium-headless-shell")
+
+
+def report_files(report_html: str) -> dict[str, bytes]:
+    """The result files embedded in a Snakemake report, by file name."""
+    found = {}
+    for match in re.finditer(r'"data:[^;"]+;charset=utf8;filename=([^;"]+);base64,([A-Za-z0-9+/=]+)"', report_html):
+        found[match.group(1)] = base64.b64decode(match.group(2))
+    return found
+
+
+def check_report_in_chromium(workdir: Path) -> None:
+    browser = chromium()
+    report = workdir / "results" / "report.html"
+    flags = ["--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # The report is an app that renders itself: its categories appear only if its scripts ran.
+    for category in ("Evaluation", "Training", "Data", "Benchmark"):
+        assert f">{category}<" in dom.stdout, category
+    embedded = report_files(report.read_text())
+    titles = {"calibration.svg": "Reliability", "confusion.svg": "Confusion matrix", "per_fold.svg": "per fold",
+              "training_curves.svg": "Training loss", "token_lengths.svg": "max_length"}
+    for name, title in titles.items():
+        svg = embedded[name].decode()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg and title in svg, name
+        # Each figure rendered by the browser is a drawing, not a blank page.
+        (workdir / name).write_text(svg)
+        shot = workdir / f"{name}.png"
+        done = subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=800,600",
+                               (workdir / name).as_uri()], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+        from PIL import Image
+
+        pixels = np.asarray(Image.open(shot).convert("L"))
+        assert (pixels < 200).mean() > 0.01, f"{name} rendered blank"
+    scores = embedded["scores.html"].decode()
+    assert "features baseline" in scores and "swap TTA" in scores and "cross-fitted" in scores
+    assert "dropped" in embedded["data.html"].decode()
+
+
+def test_pipeline_sft_head_every_option_and_the_report(tmp_path, tiny_checkpoint):
+    """model.head sft with swap augmentation, label smoothing, swap TTA, the features blend and
+    temperature scaling: the same outputs as the classifier, the report renders, and the export
+    predicts exactly what the submission holds."""
+    config = {
+        "data": {"sample": {"n_train": 60, "n_test": 8, "seed": 3}},
+        "folds": {"n": 2},
+        "model": {"checkpoint": str(tiny_checkpoint), "max_length": 192, "head": "sft"},
+        "train": dict(FAST_TRAIN, swap_augmentation=True, label_smoothing=0.1),
+        "predict": {"swap_tta": True},
+        "ensemble": {"features_blend": True, "temperature_scaling": True},
+    }
+    run_snakemake(tmp_path, config, "--report", "results/report.html", "--report-after-run")
+    metrics = check_outputs(tmp_path, 2, tmp_path / "results" / "sample" / "sample_submission.csv")
+    for fold in range(2):
+        log = json.loads((tmp_path / "results" / "folds" / f"fold{fold}" / "train_log.json").read_text())
+        assert log["runtime"]["head"] == "sft" and log["rows"] == 2 * log["source_rows"]
+    tta = metrics["swap_tta"]
+    assert tta["log_loss_direct"] != tta["log_loss_swapped"]
+    applied = metrics["postprocessing"]
+    assert 0 <= applied["features_blend_weight"] <= 1 and applied["temperature"] > 0
+    assert set(metrics["postprocessing_cross_fitted"]) == {"none", "temperature", "features_blend",
+                                                           "features_blend+temperature"}
+    # The submission is the fold average, blended and scaled as fitted on the OOF rows.
+    from arenapref.ensemble import Postprocessing
+    from arenapref.submission import average_folds
+
+    averaged = average_folds([tmp_path / f"results/folds/fold{k}/test.parquet" for k in range(2)])
+    features = pl.read_parquet(tmp_path / "results/features/test.parquet").sort("id")
+    expected = Postprocessing(applied["features_blend_weight"], applied["temperature"]).apply(
+        averaged.drop("id").to_numpy(), features.drop("id").to_numpy())
+    submission = pl.read_csv(tmp_path / "results" / "submission.csv").sort("id")
+    np.testing.assert_allclose(submission.drop("id").to_numpy(), expected, atol=1e-6)
+    check_report_in_chromium(tmp_path)
+    check_kaggle_export(tmp_path, config, tiny_checkpoint, folds=("fold0", "fold1"))

@@ -54,3 +54,16 @@ def test_multi_turn_keeps_last_turn_when_cut(tiny_tokenizer):
     text = tiny_tokenizer.decode(encode_conversations(tiny_tokenizer, rows, builder)[0])
     assert "what is the capital of france" in text
     assert "paris" in text and "berlin" in text
+
+
+def test_untruncated_length_counts_what_max_length_cut(tiny_tokenizer):
+    from arenapref.text import encode_with_lengths
+
+    builder = InputBuilder.from_tokenizer(tiny_tokenizer, max_length=96)
+    long_text = "explain why the sky is blue " * 50
+    rows = {"prompt": [["hi"], [long_text]], "response_a": [["a"], [long_text]], "response_b": [["b"], ["c"]]}
+    (short, cut), (short_full, cut_full) = encode_with_lengths(tiny_tokenizer, rows, builder)
+    assert short_full == len(short)  # nothing cut: the same length
+    assert len(cut) <= 96 < cut_full
+    long_alone = len(tiny_tokenizer(long_text, add_special_tokens=False)["input_ids"])
+    assert cut_full >= 2 * long_alone

@@ -68,6 +68,7 @@ def load_config_arg(value: str | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ModelSettings:
+    head: str
     quantization: str
     max_length: int
     shares: tuple[float, float, float]
@@ -91,6 +92,8 @@ class TrainSettings:
     max_grad_norm: float
     optimizer: str
     precision: str
+    swap_augmentation: bool
+    label_smoothing: float
     seed: int
 
 
@@ -99,6 +102,7 @@ class PredictSettings:
     tokens_per_batch: int
     max_batch_rows: int
     precision: str
+    swap_tta: bool
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class RunConfig:
         lora = model["lora"]
         return cls(
             model=ModelSettings(
+                head=model["head"],
                 quantization=model["quantization"],
                 max_length=model["max_length"],
                 shares=tuple(model["shares"]),
@@ -142,7 +147,7 @@ class RunConfig:
         """The settings in the config file's shape: from_config(as_config()) gives them back."""
         model = self.model
         return {
-            "model": {"quantization": model.quantization, "max_length": model.max_length,
+            "model": {"head": model.head, "quantization": model.quantization, "max_length": model.max_length,
                       "shares": list(model.shares), "trust_remote_code": model.trust_remote_code,
                       "lora": {"r": model.lora_r, "alpha": model.lora_alpha, "dropout": model.lora_dropout,
                                "target_modules": list(model.lora_target_modules), "layers": model.lora_layers}},

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 
 from arenapref import LABEL_COLUMNS
-from arenapref.calibration import apply_temperature, fit_temperature
-from arenapref.features import features_oof
+from arenapref.calibration import fit_temperature
+from arenapref.ensemble import fit_blend_weight, score_options
 from arenapref.metrics import accuracy, class_prior, log_loss
 
 
@@ -67,28 +67,36 @@ def score_oof(oof: pl.DataFrame, train: pl.DataFrame) -> dict:
     return {"overall": overall, "per_fold": per_fold}
 
 
-def reference_scores(oof: pl.DataFrame, train: pl.DataFrame) -> dict:
-    """What the model's OOF score is measured against, and what calibration would add.
+def reference_scores(oof: pl.DataFrame, train: pl.DataFrame, feature_probs: np.ndarray) -> dict:
+    """What the model's OOF score is measured against, and what each post-processing option adds.
 
-    The features baseline is fitted per fold like the model. The temperature is fitted on all OOF
-    rows (the value to apply to test predictions); its effect is scored cross-fitted, each fold
-    scaled by a temperature fitted on the other folds, so the gain is not measured on the rows
-    that chose it.
+    `feature_probs` are the features baseline's OOF probabilities (fitted per fold like the model),
+    in the id order of `train`. Temperature and blend weight are fitted on all OOF rows (the values
+    to apply to test predictions); their gains are scored cross-fitted (see ensemble.py).
     """
     train = train.sort("id")
-    probs = probabilities(oof.sort("id"))
+    oof = oof.sort("id")
+    probs = probabilities(oof)
     labels = train["label"].to_numpy()
     folds = train["fold"].to_numpy()
-    features = features_oof(train)
-    cross_fitted = np.zeros_like(probs)
-    for fold in np.unique(folds):
-        held_out = folds == fold
-        cross_fitted[held_out] = apply_temperature(probs[held_out], fit_temperature(probs[~held_out], labels[~held_out]))
-    return {
-        "features_baseline": {"log_loss": log_loss(labels, features), "accuracy": accuracy(labels, features)},
+    options = score_options(probs, feature_probs, labels, folds)
+    scores = {
+        "features_baseline": {"log_loss": log_loss(labels, feature_probs), "accuracy": accuracy(labels, feature_probs)},
         "temperature_scaling": {
             "temperature": fit_temperature(probs, labels),
-            "log_loss_before": log_loss(labels, probs),
-            "log_loss_after_cross_fitted": log_loss(labels, cross_fitted),
+            "log_loss_before": options["none"],
+            "log_loss_after_cross_fitted": options["temperature"],
         },
+        "features_blend": {
+            "model_weight": fit_blend_weight(probs, feature_probs, labels),
+            "log_loss_cross_fitted": options["features_blend"],
+        },
+        "postprocessing_cross_fitted": options,
     }
+    if f"{LABEL_COLUMNS[0]}_direct" in oof.columns:
+        scores["swap_tta"] = {
+            "log_loss_direct": log_loss(labels, oof.select([f"{c}_direct" for c in LABEL_COLUMNS]).to_numpy()),
+            "log_loss_swapped": log_loss(labels, oof.select([f"{c}_swapped" for c in LABEL_COLUMNS]).to_numpy()),
+            "log_loss_averaged": log_loss(labels, probs),
+        }
+    return scores

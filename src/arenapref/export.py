@@ -19,9 +19,10 @@ from arenapref import LABEL_COLUMNS
 from arenapref.config import SCHEMA_NAME, SCHEMA_PATH, RunConfig
 from arenapref.errors import CheckpointError
 from arenapref.io import atomic_dir, dir_sha256, write_json_atomic
-from arenapref.jobs import Runtime, package_versions
+from arenapref.ensemble import Postprocessing
+from arenapref.features import predict_features_model
+from arenapref.jobs import Runtime, encode_for_prediction, package_versions, predict_rows
 from arenapref.modeling import check_checkpoint, load_trained_adapter
-from arenapref.predict import predict_probabilities
 from arenapref.preprocess import preprocess_test
 from arenapref.submission import validate_submission, write_submission
 
@@ -43,8 +44,12 @@ def _copy_tokenizer(checkpoint: Path, dest: Path) -> list[str]:
 
 
 def export_for_kaggle(out_dir: str | Path, adapters: Sequence[Path], checkpoint: Path, run: RunConfig,
-                      metrics: dict, dataset_id: str) -> Path:
-    """Write the export folder atomically (staged beside `out_dir`, renamed into place)."""
+                      metrics: dict, dataset_id: str, postprocessing: Postprocessing | None = None,
+                      features_model: dict | None = None) -> Path:
+    """Write the export folder atomically (staged beside `out_dir`, renamed into place).
+
+    `postprocessing` and `features_model` (needed when it blends) make the export's predictions
+    the same as submission.csv's."""
     out = Path(out_dir)
     checkpoint = check_checkpoint(checkpoint)
     with atomic_dir(out) as staging:
@@ -66,6 +71,8 @@ def export_for_kaggle(out_dir: str | Path, adapters: Sequence[Path], checkpoint:
             "base_model": {"name": checkpoint.name, "trained_with": str(checkpoint)},
             "tokenizer_files": tokenizer_files,
             "oof": metrics.get("overall", {}),
+            "postprocessing": (postprocessing or Postprocessing()).as_dict(),
+            "features_model": features_model if postprocessing and postprocessing.features_blend_weight is not None else None,
             "config_hash": metrics.get("run", {}).get("config_hash"),
             "versions": package_versions(),
         }
@@ -90,16 +97,17 @@ def predict_with_export(export_dir: str | Path, test_csv: str | Path, base_model
     base_model = check_checkpoint(base_model)
     test, _ = preprocess_test(test_csv)
     rt = Runtime.create(run, base_model, tokenizer_dir=export_dir / "tokenizer")
-    input_ids = rt.encode(test)  # tokenized once, shared by every fold
+    input_ids = encode_for_prediction(rt, run, test)  # tokenized once, shared by every fold
     fold_probs = []
     for fold in manifest["folds"]:
         model = load_trained_adapter(rt.base_model(run, base_model), export_dir / "adapters" / fold["name"])
-        fold_probs.append(predict_probabilities(model, input_ids, rt.device, rt.predict_dtype, rt.tokenizer.pad_token_id,
-                                                run.predict.tokens_per_batch, run.predict.max_batch_rows,
-                                                desc=fold["name"]))
+        fold_probs.append(predict_rows(model, rt, run, test, fold["name"], input_ids)[0])
         del model
     mean = np.mean(fold_probs, axis=0)
     mean = mean / mean.sum(axis=1, keepdims=True)
+    postprocessing = Postprocessing(**manifest.get("postprocessing", {}))
+    features = manifest.get("features_model")
+    mean = postprocessing.apply(mean, predict_features_model(features, test) if features else None)
     ids = test["id"].to_list()
     submission = pl.DataFrame({"id": ids, **{c: mean[:, k] for k, c in enumerate(LABEL_COLUMNS)}})
     validate_submission(submission, ids)

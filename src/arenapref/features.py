@@ -38,6 +38,17 @@ def text_features(table: pl.DataFrame) -> np.ndarray:
     return np.hstack([a, b, a - b, stats["identical"].to_numpy()[:, None]])
 
 
+def _fit(features: np.ndarray, labels: np.ndarray, seed: int):
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000, random_state=seed))
+    return model.fit(features, labels)
+
+
+def _predict(model, features: np.ndarray) -> np.ndarray:
+    probs = np.zeros((len(features), 3))
+    probs[:, model.classes_] = model.predict_proba(features)  # a class absent in training stays 0
+    return probs
+
+
 def features_oof(train: pl.DataFrame, seed: int = 0) -> np.ndarray:
     """Out-of-fold probabilities (A, B, tie) of logistic regression on text_features, in row order."""
     features = text_features(train)
@@ -46,9 +57,29 @@ def features_oof(train: pl.DataFrame, seed: int = 0) -> np.ndarray:
     probs = np.zeros((train.height, 3))
     for fold in np.unique(folds):
         held_out = folds == fold
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000, random_state=seed))
-        model.fit(features[~held_out], labels[~held_out])
-        fitted = np.zeros((held_out.sum(), 3))
-        fitted[:, model.classes_] = model.predict_proba(features[held_out])
-        probs[held_out] = fitted
+        probs[held_out] = _predict(_fit(features[~held_out], labels[~held_out], seed), features[held_out])
+    return probs
+
+
+def fit_features_model(train: pl.DataFrame, seed: int = 0) -> dict:
+    """The features model fitted on every training row, as plain numbers (JSON-safe, so an export
+    can carry it without pickle)."""
+    pipeline = _fit(text_features(train), train["label"].to_numpy(), seed)
+    scaler, regression = pipeline[0], pipeline[-1]
+    return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": regression.coef_.tolist(),
+            "intercept": regression.intercept_.tolist(), "classes": regression.classes_.tolist()}
+
+
+def predict_features_model(params: dict, table: pl.DataFrame) -> np.ndarray:
+    """Probabilities (A, B, tie) of a fit_features_model result, the same as the fitted pipeline's."""
+    probs = np.zeros((table.height, 3))
+    if table.height == 0:
+        return probs
+    x = (text_features(table) - np.asarray(params["mean"])) / np.asarray(params["scale"])
+    logits = x @ np.asarray(params["coef"]).T + np.asarray(params["intercept"])
+    if logits.shape[1] == 1:  # two classes seen in training: one logistic score for the second
+        logits = np.hstack([np.zeros_like(logits), logits])
+    logits -= logits.max(axis=1, keepdims=True)
+    fitted = np.exp(logits)
+    probs[:, params["classes"]] = fitted / fitted.sum(axis=1, keepdims=True)
     return probs

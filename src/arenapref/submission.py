@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from arenapref import LABEL_COLUMNS
+from arenapref.ensemble import Postprocessing
 from arenapref.errors import SubmissionError
 from arenapref.io import atomic_path
 from arenapref.parsing import SUBMISSION_COLUMNS, parse_ids, read_csv_strict
@@ -60,9 +61,26 @@ def validate_submission(submission: pl.DataFrame, expected_ids: Sequence[int], t
         raise SubmissionError(f"probabilities of id {ids[off_sum[0]]} sum to {probs[off_sum[0]].sum():.8f}, not 1")
 
 
-def build_submission(test_paths: Sequence[str | Path], sample_submission: str | Path) -> pl.DataFrame:
+def postprocess(averaged: pl.DataFrame, postprocessing: Postprocessing, features_path: str | Path | None) -> pl.DataFrame:
+    """Apply the OOF-fitted blend and temperature to fold-averaged test probabilities."""
+    feature_probs = None
+    if postprocessing.features_blend_weight is not None:
+        if features_path is None:
+            raise SubmissionError("the post-processing blends with the features baseline, but no features test predictions were given")
+        features = pl.read_parquet(features_path).sort("id")
+        if not features["id"].equals(averaged["id"]):
+            raise SubmissionError(f"{features_path}: predicts a different set of test ids than the folds")
+        feature_probs = features.select(LABEL_COLUMNS).to_numpy()
+    probs = postprocessing.apply(averaged.select(LABEL_COLUMNS).to_numpy(), feature_probs)
+    return averaged.with_columns(**{c: probs[:, k] for k, c in enumerate(LABEL_COLUMNS)})
+
+
+def build_submission(test_paths: Sequence[str | Path], sample_submission: str | Path,
+                     postprocessing: Postprocessing | None = None, features_path: str | Path | None = None) -> pl.DataFrame:
     expected = sample_submission_ids(sample_submission)
     averaged = average_folds(test_paths)
+    if postprocessing is not None:
+        averaged = postprocess(averaged, postprocessing, features_path)
     unexpected = sorted(set(averaged["id"].to_list()) - set(expected))
     if unexpected:
         # Kaggle scores exactly sample_submission's ids: a test row outside it means mismatched files.

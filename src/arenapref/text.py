@@ -78,22 +78,35 @@ class InputBuilder:
     separator: tuple[int, ...]
     max_length: int
     shares: tuple[float, float, float]
+    suffix: tuple[int, ...] = ()
+    reserved: int = 0  # tokens a head appends after the input (the sft head's label token)
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, max_length: int, shares=(0.2, 0.4, 0.4)) -> InputBuilder:
+    def from_tokenizer(cls, tokenizer, max_length: int, shares=(0.2, 0.4, 0.4), instruction: str = "",
+                       question: str = "", reserved: int = 0) -> InputBuilder:
+        """`instruction` goes before the conversation and `question` after it (the sft head's prompt)."""
+
         def encode(text: str) -> tuple[int, ...]:
-            return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+            return tuple(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else ()
 
         prefix = (tokenizer.bos_token_id,) if tokenizer.bos_token_id is not None else ()
         headers = {name: encode(text) for name, text in HEADERS.items()}
-        builder = cls(prefix, headers, encode(TURN_SEPARATOR), max_length, tuple(shares))
+        builder = cls(prefix + encode(instruction), headers, encode(TURN_SEPARATOR), max_length, tuple(shares),
+                      encode(question), reserved)
         if builder.text_budget < 3 * 8:
-            raise ValueError(f"max_length={max_length} leaves too few tokens for text after the markers")
+            raise ValueError(f"max_length={max_length} leaves {builder.text_budget} tokens for the conversation after "
+                             f"the markers and instructions ({max_length - builder.text_budget} tokens); raise it")
         return builder
 
     @property
     def text_budget(self) -> int:
-        return self.max_length - len(self.prefix) - sum(len(h) for h in self.headers.values())
+        fixed = len(self.prefix) + sum(len(h) for h in self.headers.values()) + len(self.suffix) + self.reserved
+        return self.max_length - fixed
+
+    def untruncated_length(self, segments: dict[str, Sequence[Sequence[int]]]) -> int:
+        """The input's length had max_length not cut it."""
+        text = sum(segment_length(segments[name], self.separator) for name in SEGMENTS)
+        return self.max_length - self.text_budget + text
 
     def build(self, segments: dict[str, Sequence[Sequence[int]]]) -> list[int]:
         """Input ids for one conversation: segments maps prompt/response_a/response_b to token ids per turn."""
@@ -103,11 +116,19 @@ class InputBuilder:
         for name, budget in zip(SEGMENTS, budgets):
             ids.extend(self.headers[name])
             ids.extend(fit_turns(segments[name], self.separator, budget))
+        ids.extend(self.suffix)
         return ids
 
 
 def encode_conversations(tokenizer, rows: dict[str, Sequence[Sequence[str]]], builder: InputBuilder) -> list[list[int]]:
-    """Tokenize every turn of every row in one batched call, then assemble each row's input ids.
+    """Each row's input ids (see encode_with_lengths)."""
+    return encode_with_lengths(tokenizer, rows, builder)[0]
+
+
+def encode_with_lengths(tokenizer, rows: dict[str, Sequence[Sequence[str]]],
+                        builder: InputBuilder) -> tuple[list[list[int]], list[int]]:
+    """Tokenize every turn of every row in one batched call, then assemble each row's input ids;
+    also each row's length before truncation (for the token-length report).
 
     `split_special_tokens` keeps text such as "<|im_end|>" inside a response from becoming a
     control token.
@@ -126,4 +147,5 @@ def encode_conversations(tokenizer, rows: dict[str, Sequence[Sequence[str]]], bu
             cursor += len(turns)
         per_segment[name] = rows_ids
     n_rows = len(rows[SEGMENTS[0]])
-    return [builder.build({name: per_segment[name][i] for name in SEGMENTS}) for i in range(n_rows)]
+    conversations = [{name: per_segment[name][i] for name in SEGMENTS} for i in range(n_rows)]
+    return [builder.build(c) for c in conversations], [builder.untruncated_length(c) for c in conversations]

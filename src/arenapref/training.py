@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from arenapref.batching import length_bucketed_chunks, pad_batch
+from arenapref.batching import length_bucketed_chunks
 from arenapref.checkpointing import (
     CorruptCheckpoint,
     ResumePoint,
@@ -97,8 +97,14 @@ def train_adapter(
     pad_id: int,
     resume_dir: Path,
     identity: dict[str, str],
+    head=None,
 ) -> TrainingResult:
-    """Train the trainable parameters of `model` (a fresh LoRA adapter) in place."""
+    """Train the trainable parameters of `model` (a fresh LoRA adapter) in place; `head` (default:
+    the classifier) builds the batches and computes the loss."""
+    if head is None:
+        from arenapref.heads import ClassifierHead
+
+        head = ClassifierHead()
     started = time.perf_counter()
     chunks = length_bucketed_chunks([len(x) for x in input_ids], settings.batch_size, settings.chunk_size,
                                     settings.epochs, settings.seed)
@@ -110,8 +116,8 @@ def train_adapter(
         p.data = p.data.float()
     optimizer = make_optimizer(trainable, settings, device)
     scheduler = linear_schedule(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
-    use_autocast = device.type == "cuda" and dtype != torch.float32
-    scaler = torch.amp.GradScaler("cuda", enabled=use_autocast and dtype == torch.float16)
+    use_autocast = dtype != torch.float32
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and dtype == torch.float16)
 
     history: list[dict] = []
     chunks_done = steps_done = 0
@@ -129,8 +135,6 @@ def train_adapter(
         log.info("resuming after chunk %d of %d (optimizer step %d)", chunks_done, len(chunks), steps_done)
     resumed_from = chunks_done
 
-    labels_t = torch.as_tensor(labels, dtype=torch.long)
-    loss_fn = torch.nn.CrossEntropyLoss()
     tokens_seen = tokens_computed = 0
     model.train()
     progress = tqdm(total=total_steps, initial=steps_done, desc="train", unit="step", file=sys.stderr,
@@ -144,16 +148,15 @@ def train_adapter(
             rows_in_group = sum(len(b) for b in group)
             step_loss = 0.0
             for batch in group:
-                ids, mask = pad_batch([input_ids[i] for i in batch], pad_id)
-                ids, mask = ids.to(device), mask.to(device)
+                tensors = head.collate([input_ids[i] for i in batch], [labels[i] for i in batch], pad_id)
+                tensors = {name: value.to(device) for name, value in tensors.items()}
                 with torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
-                    logits = model(input_ids=ids, attention_mask=mask).logits
-                loss = loss_fn(logits.float(), labels_t[batch].to(device))
+                    loss = head.loss(model, tensors, settings.label_smoothing)
                 # Weight by rows so a short last batch counts for what it holds.
                 scaler.scale(loss * len(batch) / rows_in_group).backward()
                 step_loss += loss.item() * len(batch) / rows_in_group
-                tokens_seen += int(mask.sum())
-                tokens_computed += mask.numel()
+                tokens_seen += int(tensors["attention_mask"].sum())
+                tokens_computed += tensors["attention_mask"].numel()
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
             scaler.step(optimizer)

@@ -48,7 +48,7 @@ def write_random_checkpoint(out_dir: Path, shape: dict, pad_token_id: int, devic
 
 def bench_llama8b_shapes(rt, input_ids: list[list[int]], run: RunConfig, shape: dict = LLAMA_31_8B_SHAPE) -> dict:
     from arenapref.bench.suite import bench_inference
-    from arenapref.modeling import attach_new_adapter, dtype_name, load_base_classifier
+    from arenapref.modeling import attach_new_adapter, dtype_name, load_base_model
 
     ceilings = {dtype_name(d): matmul_rate(rt.device, d) for d in {rt.dtype, rt.predict_dtype}}
     results: dict[str, dict] = {}
@@ -61,7 +61,7 @@ def bench_llama8b_shapes(rt, input_ids: list[list[int]], run: RunConfig, shape: 
             settings = dataclasses.replace(run.model, quantization="none" if mode == "bf16" else mode)
             try:
                 torch.manual_seed(run.train.seed)
-                model = attach_new_adapter(load_base_classifier(checkpoint, settings, rt.device, torch.bfloat16,
+                model = attach_new_adapter(load_base_model(checkpoint, settings, rt.device, torch.bfloat16,
                                                                 rt.tokenizer.pad_token_id), settings)
                 model.eval()
                 results[mode] = bench_inference(model, rt, run, input_ids, ceilings)

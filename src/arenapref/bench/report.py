@@ -11,6 +11,43 @@ def _num(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _training_speed_row(tr: dict) -> str:
+    ours, base = tr["ours"], tr["baseline"]
+    return _row([f"training real tokens/s ({ours['optimizer_steps']} steps x 16 rows; ours batch {ours['batch_size']} "
+                 f"x accumulation {ours['grad_accum']} {ours['dtype']}, original 4 x 4 {base['dtype']})",
+                 _num(ours["real_tokens_per_s"]), _num(base["real_tokens_per_s"]), _num(tr["tokens_per_s_ratio"], 2)])
+
+
+def _held_out_row(tr: dict) -> str:
+    return _row([f"held-out log loss after training ({tr['eval_rows']} rows, seed {tr['seed']}; class prior "
+                 f"{tr['class_prior_log_loss']:.4f}); ratio column: ours - original, paired standard error",
+                 _num(tr["ours"]["log_loss"], 4), _num(tr["baseline"]["log_loss"], 4),
+                 f"{tr['log_loss_difference']:+.4f} ± {tr['log_loss_difference_se']:.4f}"])
+
+
+def render_seed_study(study: dict) -> str:
+    """The training comparison over several seeds: speed and held-out log loss per seed, and the mean."""
+    model = study["model"]
+    lines = [
+        f"Training, ours versus the original method, over {len(study['runs'])} seeds ({study['mode']} mode): "
+        f"{model['checkpoint']} on {model['device']}, {study['data']['rows']} rows of {study['data']['train_csv']}; "
+        f"{study['seconds']:.0f} s in all.",
+        "",
+        _row(["seed", "ours log loss", "original log loss", "ours - original (paired SE)", "tokens/s ratio"]),
+        _row(["---", "---:", "---:", "---:", "---:"]),
+    ]
+    for run in study["runs"]:
+        lines.append(_row([run["seed"], _num(run["ours"]["log_loss"], 4), _num(run["baseline"]["log_loss"], 4),
+                           f"{run['log_loss_difference']:+.4f} ({run['log_loss_difference_se']:.4f})",
+                           _num(run["tokens_per_s_ratio"], 2)]))
+    lines.append(_row(["mean", _num(sum(r["ours"]["log_loss"] for r in study["runs"]) / len(study["runs"]), 4),
+                       _num(sum(r["baseline"]["log_loss"] for r in study["runs"]) / len(study["runs"]), 4),
+                       f"{study['mean_log_loss_difference']:+.4f} (SE over seeds {study['standard_error']:.4f})",
+                       _num(study["mean_tokens_per_s_ratio"], 2)]))
+    lines += ["", f"Ours has the lower held-out log loss in {study['ours_better_in']} of {len(study['runs'])} seeds."]
+    return "\n".join(lines) + "\n"
+
+
 def render_markdown(results: dict) -> str:
     inf, tr, pre = results["inference"], results["training"], results["preprocessing"]
     model, machine = results["model"], results["machine"]
@@ -38,15 +75,16 @@ def render_markdown(results: dict) -> str:
               _num(base["padding_efficiency"], 3), ""]),
         _row(["inference fraction of the matmul rate (same dtype)", _num(ours["fraction_of_matmul_rate"], 3),
               _num(base["fraction_of_matmul_rate"], 3), ""]),
-        _row([f"training real tokens/s ({tr['ours']['optimizer_steps']} steps x 16 rows; ours batch "
-              f"{tr['ours']['batch_size']}, original 4 x accumulation 4)",
-              _num(tr["ours"]["real_tokens_per_s"]), _num(tr["baseline"]["real_tokens_per_s"]),
-              _num(tr["tokens_per_s_ratio"], 2)]),
+        _training_speed_row(tr),
+    ]
+    if "ours_same_precision" in tr:
+        same = tr["ours_same_precision"]
+        lines.append(_row([f"training real tokens/s, both {same['dtype']}", _num(same["real_tokens_per_s"]),
+                           _num(tr["baseline"]["real_tokens_per_s"]), _num(tr["tokens_per_s_ratio_same_precision"], 2)]))
+    lines += [
         _row(["training padding efficiency", _num(tr["ours"]["padding_efficiency"], 3),
               _num(tr["baseline"]["padding_efficiency"], 3), ""]),
-        _row([f"held-out log loss after training ({tr['eval_rows']} rows; class prior "
-              f"{tr['class_prior_log_loss']:.4f})", _num(tr["ours"]["log_loss"], 4),
-              _num(tr["baseline"]["log_loss"], 4), ""]),
+        _held_out_row(tr),
         _row([f"preprocessing seconds ({pre['rows']:,} rows, {pre['csv_mb']:.0f} MB)",
               _num(pre["ours"]["seconds"], 2), _num(pre["baseline"]["seconds"], 2), _num(pre["speedup"], 2)]),
         _row(["preprocessing peak memory MB", _num(pre["ours"]["peak_rss_mb"], 0),
