@@ -9,7 +9,7 @@ CORES ?= all
 # Rules call `python`: make it the virtual environment's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lint format clean download submit export benchmark slurm-up slurm-down
+.PHONY: run test lint format clean download submit export benchmark options-table report slurm-up slurm-down
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --resources gpu=1
+	$(BIN)/snakemake --report results/report.html --report-after-run --cores $(CORES) --resources gpu=1
+
+# The Snakemake report of the last run (figures, tables, provenance): results/report.html.
+report: $(STAMP)
+	$(BIN)/snakemake --report results/report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -42,6 +46,11 @@ export: $(STAMP)
 # Speed and padding against the original method (results/benchmark/benchmark.md); about 7 minutes on 2 cores.
 benchmark: $(STAMP)
 	$(BIN)/snakemake benchmark --cores $(CORES) --resources gpu=1
+
+# The modelling options on the 1,000 real rows (classifier and sft head, with and without swap
+# augmentation; about 3 hours on 2 CPU cores): results/options/options.md.
+options-table: $(STAMP)
+	$(BIN)/python scripts/options_table.py --configfile config/config.yaml config/real-rows-cpu.yaml --cores $(CORES)
 
 # A throwaway single-node SLURM on this machine (root), to try profiles/slurm by hand.
 SLURM_DIR ?= /tmp/arenapref-slurm

@@ -252,3 +252,29 @@ def test_pipeline_sft_head_every_option_and_the_report(tmp_path, tiny_checkpoint
     np.testing.assert_allclose(submission.drop("id").to_numpy(), expected, atol=1e-6)
     check_report_in_chromium(tmp_path)
     check_kaggle_export(tmp_path, config, tiny_checkpoint, folds=("fold0", "fold1"))
+
+
+def test_options_table_runs_each_variant_in_its_own_folder(tmp_path, tiny_checkpoint):
+    config = {
+        "data": {"sample": {"n_train": 60, "n_test": 8, "seed": 1}},
+        "folds": {"n": 2},
+        "model": {"checkpoint": str(tiny_checkpoint), "max_length": 192},
+        "train": FAST_TRAIN,
+        "predict": {"swap_tta": True},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "options"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "options_table.py"), "--configfile",
+                           str(tmp_path / "config.yaml"), "--out-dir", str(out), "--variants", "classifier", "sft+swap",
+                           "--cores", "1"], capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scores = json.loads((out / "options.json").read_text())
+    assert list(scores) == ["classifier", "sft+swap"]
+    assert scores["sft+swap"]["head"] == "sft" and scores["sft+swap"]["swap_augmentation"] is True
+    log = json.loads((out / "sft+swap" / "results/folds/fold0/train_log.json").read_text())
+    assert log["runtime"]["head"] == "sft" and log["rows"] == 2 * log["source_rows"]
+    for s in scores.values():
+        assert all(np.isfinite(s[k]) for k in ("log_loss", "log_loss_temperature", "log_loss_tta",
+                                                "log_loss_tta_temperature", "features_baseline", "class_prior"))
+    table = (out / "options.md").read_text()
+    assert "| sft+swap |" in table and "| class prior |" in table

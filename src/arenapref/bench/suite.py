@@ -28,6 +28,7 @@ from arenapref.training import train_adapter
 
 log = logging.getLogger(__name__)
 
+BASELINE_BATCH = 4
 ROWS_PER_STEP = 16  # the notebook's batch 4 x gradient accumulation 4
 
 
@@ -136,11 +137,11 @@ def bench_training(rt: Runtime, run: RunConfig, checkpoint: Path, table: pl.Data
     eval_ids = [input_ids[i] for i in eval_index]
     eval_labels = [labels[i] for i in eval_index]
 
-    # Ours keeps the configured batch size and accumulates to 16 rows a step. (One batch of 16
-    # rows of similar length ran slower here and made every step see a single length bucket.)
-    batch_size = min(run.train.batch_size, ROWS_PER_STEP)
-    settings = dataclasses.replace(run.train, epochs=1, batch_size=batch_size, seed=seed,
-                                   grad_accum=max(1, ROWS_PER_STEP // batch_size),
+    # Ours takes the original's batch shape, 4 rows x accumulation 4, so each step mixes four
+    # length buckets. With 8 x 2 (two buckets a step) the held-out log loss after 18 steps was
+    # 0.038 worse (SE 0.021, 5 seeds) on the generated sample, where length goes with the label.
+    settings = dataclasses.replace(run.train, epochs=1, batch_size=BASELINE_BATCH, seed=seed,
+                                   grad_accum=ROWS_PER_STEP // BASELINE_BATCH,
                                    chunk_size=ROWS_PER_STEP * max(1, run.train.chunk_size // ROWS_PER_STEP))
 
     def held_out(model) -> tuple[dict, np.ndarray]:

@@ -1,0 +1,77 @@
+"""The modelling-options table: one pipeline run per head and swap-augmentation setting, each
+scored with and without swap TTA and temperature scaling (scripts/options_table.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from arenapref import LABEL_COLUMNS
+from arenapref.ensemble import cross_fitted
+from arenapref.metrics import accuracy, log_loss
+
+
+def _columns(oof: pl.DataFrame, suffix: str) -> np.ndarray:
+    return oof.select([f"{c}{suffix}" for c in LABEL_COLUMNS]).to_numpy().astype(np.float64)
+
+
+def score_variant(results: Path, config: dict) -> dict:
+    """OOF log loss of one run: one A/B order and swap TTA, each without and with temperature
+    scaling (cross-fitted: each fold scaled by a temperature fitted on the other folds)."""
+    train = pl.read_parquet(results / "data" / "train.parquet").sort("id")
+    oof = pl.read_parquet(results / "oof.parquet").sort("id")
+    metrics = json.loads((results / "metrics.json").read_text())
+    labels, folds = train["label"].to_numpy(), train["fold"].to_numpy()
+    tta = "winner_model_a_direct" in oof.columns
+    direct = _columns(oof, "_direct") if tta else _columns(oof, "")
+    neutral = np.full_like(direct, 1 / 3)  # no blend: the features never enter these scores
+
+    def scaled(probs: np.ndarray) -> float:
+        return log_loss(labels, cross_fitted(probs, neutral, labels, folds, False, True))
+
+    scores = {
+        "head": config["model"]["head"],
+        "swap_augmentation": config["train"]["swap_augmentation"],
+        "rows": train.height,
+        "folds": int(len(np.unique(folds))),
+        "max_length": config["model"]["max_length"],
+        "log_loss": log_loss(labels, direct),
+        "log_loss_temperature": scaled(direct),
+        "accuracy": accuracy(labels, direct),
+        "features_baseline": metrics["features_baseline"]["log_loss"],
+        "class_prior": metrics["overall"]["prior_log_loss"],
+        "train_seconds": metrics["run"]["train_seconds"],
+        "runtime": metrics["run"]["runtime"],
+    }
+    if tta:
+        averaged = _columns(oof, "")
+        scores |= {"log_loss_tta": log_loss(labels, averaged), "log_loss_tta_temperature": scaled(averaged),
+                   "accuracy_tta": accuracy(labels, averaged)}
+    return scores
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def render_options_table(scores: dict[str, dict]) -> str:
+    first = next(iter(scores.values()))
+    runtime = first["runtime"] or {}
+    lines = [
+        f"OOF log loss on {first['rows']} rows, {first['folds']} folds grouped by prompt, max_length "
+        f"{first['max_length']}, on {runtime.get('device', '?')} (training {runtime.get('dtype', '?')}). "
+        "Temperature columns are cross-fitted.",
+        "",
+        "| run | log loss | + temperature | + swap TTA | + swap TTA + temperature | accuracy (TTA) | training time |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, s in scores.items():
+        lines.append(f"| {name} | {_fmt(s['log_loss'])} | {_fmt(s['log_loss_temperature'])} | "
+                     f"{_fmt(s.get('log_loss_tta'))} | {_fmt(s.get('log_loss_tta_temperature'))} | "
+                     f"{_fmt(s.get('accuracy_tta', s['accuracy']))} | {s['train_seconds'] / 60:.1f} min |")
+    lines.append(f"| features baseline | {_fmt(first['features_baseline'])} | | | | | |")
+    lines.append(f"| class prior | {_fmt(first['class_prior'])} | | | | | |")
+    return "\n".join(lines) + "\n"
