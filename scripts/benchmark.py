@@ -27,18 +27,25 @@ def main() -> int:
                         help="on CUDA, skip the Llama-3.1-8B-shaped models (they need about 40 GB of disk and GPU)")
     parser.add_argument("--training-seeds", type=int, nargs="+", metavar="SEED",
                         help="run only the training comparison, once per seed, and report the mean difference")
+    parser.add_argument("--oof-comparison", type=int, metavar="FOLDS",
+                        help="run only the out-of-fold comparison: both methods train every fold of FOLDS as configured")
     parser.add_argument("--out-json", required=True, type=Path)
     parser.add_argument("--out-md", required=True, type=Path)
     args = parser.parse_args()
 
-    from arenapref.bench.report import render_markdown, render_seed_study
-    from arenapref.bench.suite import run_benchmark, training_seed_study
+    from arenapref.bench.quality import oof_comparison, training_seed_study
+    from arenapref.bench.report import render_markdown, render_oof_comparison, render_seed_study
+    from arenapref.bench.suite import run_benchmark
     from arenapref.io import write_json_atomic, write_text_atomic
 
     run = RunConfig.from_config(load_config_arg(args.config))
-    if args.training_seeds:
-        study = training_seed_study(args.train, args.checkpoint, run, args.training_seeds, args.quick)
-        table = render_seed_study(study)
+    if args.training_seeds or args.oof_comparison:
+        if args.training_seeds:
+            study = training_seed_study(args.train, args.checkpoint, run, args.training_seeds, args.quick)
+            table = render_seed_study(study)
+        else:
+            study = oof_comparison(args.train, args.checkpoint, run, args.oof_comparison, args.quick)
+            table = render_oof_comparison(study)
         write_json_atomic(args.out_json, study)
         write_text_atomic(args.out_md, table)
         print(table)

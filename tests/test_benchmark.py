@@ -95,9 +95,10 @@ def test_quick_benchmark_produces_every_number(tmp_path, tiny_checkpoint):
     assert inference["ours"]["padding_efficiency"] >= inference["baseline"]["padding_efficiency"]
     # Same model, same ids, same precision: the two inference paths compute the same probabilities.
     assert inference["max_probability_difference"] < 1e-3
-    if "ours_training_precision" in inference:  # bf16 inference on a CPU that has it
-        assert inference["ours"]["dtype"] == "bfloat16" and inference["ours_training_precision"]["dtype"] == "float32"
+    if "ours_same_precision" in inference:  # bf16 inference on a CPU that has it
+        assert inference["ours"]["dtype"] == "bfloat16" and inference["ours_same_precision"]["dtype"] == "float32"
         assert inference["precision_max_probability_difference"] < 0.1
+    assert inference["baseline"]["dtype"] == "float32"  # the Trainer on a CPU
     assert training["ours"]["optimizer_steps"] == training["baseline"]["optimizer_steps"] == 2
     # (Two steps of 16 rows are too few for length buckets to show; the full run reports it.)
     assert 0 < training["ours"]["padding_efficiency"] <= 1 and 0 < training["baseline"]["padding_efficiency"] <= 1
@@ -124,6 +125,17 @@ def test_training_seed_study_reports_every_seed(tmp_path, tiny_checkpoint):
     assert study["mean_log_loss_difference"] == pytest.approx(np.mean(differences))
     assert 0 <= study["ours_better_in"] <= 2
     assert "| mean |" in out_md.read_text()
+
+
+@pytest.mark.slow
+def test_oof_comparison_scores_every_fold(tmp_path, tiny_checkpoint):
+    out_json, out_md = run_quick_benchmark(tmp_path, tiny_checkpoint, "--oof-comparison", "2")
+    study = json.loads(out_json.read_text())
+    assert sorted(study["per_fold"]) == ["0", "1"] and study["data"]["folds"] == 2
+    for side in ("ours", "original"):
+        assert np.isfinite(study[side]["log_loss"]) and study[side]["optimizer_steps"] > 0
+    assert np.isfinite(study["log_loss_difference"]) and study["log_loss_difference_se"] > 0
+    assert "| all |" in out_md.read_text()
 
 
 def test_large_model_path_runs_on_a_small_shape(tmp_path, tiny_checkpoint):

@@ -32,7 +32,6 @@ def smoothed_nll(true_log_probs: torch.Tensor, class_log_probs: torch.Tensor, sm
 
 class ClassifierHead:
     name = "classifier"
-    task_type = "SEQ_CLS"  # peft keeps the new classification layer ("score") trainable and saved
     instruction = ""
     question = ""
     completion_tokens = 0
@@ -57,7 +56,6 @@ class SftHead:
     IGNORE_INDEX and trl's language-modelling collator pads them, so only the label token is learned."""
 
     name = "sft"
-    task_type = "CAUSAL_LM"
     instruction = SFT_INSTRUCTION
     question = SFT_QUESTION
     completion_tokens = 1

@@ -48,6 +48,30 @@ def render_seed_study(study: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_oof_comparison(study: dict) -> str:
+    """Out-of-fold log loss of both training methods over whole folds, per fold and overall."""
+    model, ours, original = study["model"], study["ours"], study["original"]
+    lines = [
+        f"Out-of-fold comparison ({study['mode']} mode): {model['checkpoint']} on {model['device']}, "
+        f"{study['data']['rows']} rows of {study['data']['train_csv']}, {study['data']['folds']} folds, "
+        f"{ours['epochs']} epoch(s); ours batch {ours['batch_size']} x accumulation {ours['grad_accum']} "
+        f"{model['dtype']}, original 4 x 4; {study['seconds']:.0f} s in all.",
+        "",
+        _row(["fold", "ours log loss", "original log loss"]),
+        _row(["---", "---:", "---:"]),
+    ]
+    for fold, scores in study["per_fold"].items():
+        lines.append(_row([fold, _num(scores["ours"], 4), _num(scores["original"], 4)]))
+    lines += [
+        _row(["all", _num(ours["log_loss"], 4), _num(original["log_loss"], 4)]),
+        "",
+        f"Ours - original: {study['log_loss_difference']:+.4f} (paired standard error "
+        f"{study['log_loss_difference_se']:.4f}); training seconds {ours['seconds']:.0f} vs "
+        f"{original['seconds']:.0f} ({study['speedup']:.2f}x).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def render_markdown(results: dict) -> str:
     inf, tr, pre = results["inference"], results["training"], results["preprocessing"]
     model, machine = results["model"], results["machine"]
@@ -66,8 +90,8 @@ def render_markdown(results: dict) -> str:
         _row(["inference real tokens/s", _num(ours["real_tokens_per_s"]), _num(base["real_tokens_per_s"]),
               _num(inf["speedup"], 2)]),
     ]
-    if "ours_training_precision" in inf:
-        same = inf["ours_training_precision"]
+    if "ours_same_precision" in inf:
+        same = inf["ours_same_precision"]
         lines.append(_row([f"inference real tokens/s, both {same['dtype']}", _num(same["real_tokens_per_s"]),
                            _num(base["real_tokens_per_s"]), _num(inf["speedup_same_precision"], 2)]))
     lines += [

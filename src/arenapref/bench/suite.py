@@ -69,9 +69,15 @@ def _model_shape(model) -> dict:
             "attention_width": heads * head_dim}
 
 
+def original_dtype(rt: Runtime) -> torch.dtype:
+    """The original method's arithmetic on this device: the training precision on CUDA (the
+    notebook's fp16/bf16 Trainer flags); on a CPU the Trainer computes in fp32."""
+    return rt.dtype if rt.device.type == "cuda" else torch.float32
+
+
 def bench_inference(model, rt: Runtime, run: RunConfig, input_ids: list[list[int]], ceilings: dict) -> dict:
-    """Our predict path (in the configured inference precision, and in the training precision when
-    that differs) against Trainer.predict in the training precision, as the notebook ran it."""
+    """Our predict path (in the configured inference precision, and in the original's precision when
+    that differs) against Trainer.predict in the original's precision, as the notebook ran it."""
     lengths = [len(x) for x in input_ids]
     shape = _model_shape(model)
     flops = forward_flops(lengths, shape["non_embedding_parameters"], shape["layers"], shape["attention_width"])
@@ -100,16 +106,17 @@ def bench_inference(model, rt: Runtime, run: RunConfig, input_ids: list[list[int
     ours_probs, ours_side = ours(rt.predict_dtype)
     result = {"rows": len(input_ids), "real_tokens": real, "ours": ours_side}
     same_precision_probs = ours_probs
-    if rt.predict_dtype != rt.dtype:
-        same_precision_probs, result["ours_training_precision"] = ours(rt.dtype)
+    base_dtype = original_dtype(rt)
+    if rt.predict_dtype != base_dtype:
+        same_precision_probs, result["ours_same_precision"] = ours(base_dtype)
         # What the lower precision costs in agreement with full precision, on the same rows.
         result["precision_max_probability_difference"] = float(np.abs(ours_probs - same_precision_probs).max())
     base_probs, base_seconds, base_count = baseline.trainer_predict(model, rt.tokenizer, input_ids, rt.device,
-                                                                   rt.dtype)
-    result["baseline"] = side(base_seconds, base_count.computed, rt.dtype) | {"batch_size": 8}
+                                                                   base_dtype)
+    result["baseline"] = side(base_seconds, base_count.computed, base_dtype) | {"batch_size": 8}
     result["speedup"] = _rate(base_seconds, ours_side["seconds"])
-    if "ours_training_precision" in result:
-        result["speedup_same_precision"] = _rate(base_seconds, result["ours_training_precision"]["seconds"])
+    if "ours_same_precision" in result:
+        result["speedup_same_precision"] = _rate(base_seconds, result["ours_same_precision"]["seconds"])
     # Same model, same ids, same precision: the two paths must compute the same probabilities.
     result["max_probability_difference"] = float(np.abs(same_precision_probs - base_probs).max())
     return result
@@ -163,8 +170,7 @@ def bench_training(rt: Runtime, run: RunConfig, checkpoint: Path, table: pl.Data
 
     ours_side, ours_losses = ours(rt.dtype)
     model = _fresh_model(rt, run, checkpoint, seed)
-    # The original method as it runs on this device: on a CPU the Trainer computes in fp32.
-    base_dtype = rt.dtype if rt.device.type == "cuda" else torch.float32
+    base_dtype = original_dtype(rt)
     seconds, count = baseline.trainer_train(model, rt.tokenizer, train_ids, train_labels, steps,
                                             run.train.learning_rate, run.train.warmup_ratio, seed,
                                             rt.device, base_dtype)
@@ -188,34 +194,6 @@ def bench_training(rt: Runtime, run: RunConfig, checkpoint: Path, table: pl.Data
         result["tokens_per_s_ratio_same_precision"] = _rate(result["ours_same_precision"]["real_tokens_per_s"],
                                                             base["real_tokens_per_s"])
     return result
-
-
-def training_seed_study(train_csv: Path, checkpoint: Path, run: RunConfig, seeds: list[int], quick: bool = False) -> dict:
-    """The training comparison repeated over seeds: one run's held-out difference after a few
-    steps moves by several hundredths with the seed, so "same or better" is judged on the mean."""
-    run = classifier_run(run)
-    sizes = Sizes.for_mode(quick)
-    started = time.perf_counter()
-    rt = Runtime.create(run, checkpoint)
-    table, _report = preprocess_train(train_csv, n_folds=5, seed=run.train.seed)
-    input_ids = rt.encode(table)
-    runs = []
-    for seed in seeds:
-        log.info("training comparison, seed %d", seed)
-        runs.append(bench_training(rt, run, checkpoint, table, input_ids, sizes, seed=seed))
-    differences = np.array([r["log_loss_difference"] for r in runs])
-    return {
-        "mode": "quick" if quick else "full",
-        "machine": machine(),
-        "model": {"checkpoint": str(checkpoint), **rt.describe(), "max_length": run.model.max_length},
-        "data": {"train_csv": str(train_csv), "rows": table.height},
-        "runs": runs,
-        "mean_log_loss_difference": float(differences.mean()),
-        "standard_error": float(differences.std(ddof=1) / np.sqrt(len(differences))) if len(differences) > 1 else 0.0,
-        "ours_better_in": int((differences < 0).sum()),
-        "mean_tokens_per_s_ratio": float(np.mean([r["tokens_per_s_ratio"] for r in runs])),
-        "seconds": time.perf_counter() - started,
-    }
 
 
 def bench_preprocessing(source_csv: Path, rows: int, repeats: int = 3) -> dict:
@@ -268,7 +246,7 @@ def run_benchmark(train_csv: Path, checkpoint: Path, run: RunConfig, quick: bool
     input_ids = rt.encode(table)
 
     ceilings = {}
-    for dtype in {rt.dtype, rt.predict_dtype}:
+    for dtype in {rt.dtype, rt.predict_dtype, original_dtype(rt)}:
         log.info("measuring the %s matrix-multiply rate", dtype)
         ceilings[dtype_name(dtype)] = matmul_rate(rt.device, dtype, seconds=sizes.matmul_seconds)
 

@@ -1,0 +1,127 @@
+"""Does the faster training learn as well? Two measurements beside the speed benchmark:
+the short training comparison repeated over seeds, and out-of-fold log loss over whole folds."""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from arenapref.bench import baseline
+from arenapref.bench.suite import (
+    ROWS_PER_STEP,
+    Sizes,
+    _fresh_model,
+    bench_training,
+    classifier_run,
+    machine,
+    original_dtype,
+)
+from arenapref.config import RunConfig
+from arenapref.jobs import Runtime
+from arenapref.metrics import log_loss, row_log_losses
+from arenapref.predict import predict_probabilities
+from arenapref.preprocess import preprocess_train
+from arenapref.training import train_adapter
+
+log = logging.getLogger(__name__)
+
+
+def training_seed_study(train_csv: Path, checkpoint: Path, run: RunConfig, seeds: list[int], quick: bool = False) -> dict:
+    """The training comparison repeated over seeds: one run's held-out difference after a few
+    steps moves by several hundredths with the seed, so "same or better" is judged on the mean."""
+    run = classifier_run(run)
+    sizes = Sizes.for_mode(quick)
+    started = time.perf_counter()
+    rt = Runtime.create(run, checkpoint)
+    table, _report = preprocess_train(train_csv, n_folds=5, seed=run.train.seed)
+    input_ids = rt.encode(table)
+    runs = []
+    for seed in seeds:
+        log.info("training comparison, seed %d", seed)
+        runs.append(bench_training(rt, run, checkpoint, table, input_ids, sizes, seed=seed))
+    differences = np.array([r["log_loss_difference"] for r in runs])
+    return {
+        "mode": "quick" if quick else "full",
+        "machine": machine(),
+        "model": {"checkpoint": str(checkpoint), **rt.describe(), "max_length": run.model.max_length},
+        "data": {"train_csv": str(train_csv), "rows": table.height},
+        "runs": runs,
+        "mean_log_loss_difference": float(differences.mean()),
+        "standard_error": float(differences.std(ddof=1) / np.sqrt(len(differences))) if len(differences) > 1 else 0.0,
+        "ours_better_in": int((differences < 0).sum()),
+        "mean_tokens_per_s_ratio": float(np.mean([r["tokens_per_s_ratio"] for r in runs])),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def oof_comparison(train_csv: Path, checkpoint: Path, run: RunConfig, n_folds: int = 3, quick: bool = False) -> dict:
+    """Out-of-fold log loss of each method over whole folds: for every fold, ours trains with the
+    configured settings and the original (Trainer, batch 4 x accumulation 4, unsorted, fp32 on a CPU)
+    for the same number of epochs, on the same rows; both predict the held-out fold with our
+    predict path. `quick` trains on 32 rows a fold (checks the numbers are produced)."""
+    run = classifier_run(run)
+    started = time.perf_counter()
+    rt = Runtime.create(run, checkpoint)
+    table, _report = preprocess_train(train_csv, n_folds=n_folds, seed=run.train.seed)
+    input_ids = rt.encode(table)
+    labels, folds = table["label"].to_numpy(), table["fold"].to_numpy()
+    probs = {"ours": np.zeros((table.height, 3)), "original": np.zeros((table.height, 3))}
+    seconds = {"ours": 0.0, "original": 0.0}
+    steps = {"ours": 0, "original": 0}
+    pad_id = rt.tokenizer.pad_token_id
+    for fold in range(n_folds):
+        train_index = np.flatnonzero(folds != fold)[: 32 if quick else None]
+        held_out = np.flatnonzero(folds == fold)
+        train_ids = [input_ids[i] for i in train_index]
+        train_labels = labels[train_index].tolist()
+        held_out_ids = [input_ids[i] for i in held_out]
+
+        def predict(model):
+            return predict_probabilities(model, held_out_ids, rt.device, rt.predict_dtype, pad_id,
+                                         run.predict.tokens_per_batch, run.predict.max_batch_rows, desc="held-out")
+
+        log.info("fold %d: ours", fold)
+        model = _fresh_model(rt, run, checkpoint)
+        with tempfile.TemporaryDirectory() as resume_dir:
+            result = train_adapter(model, train_ids, train_labels, run.train, rt.device, rt.dtype, pad_id,
+                                   Path(resume_dir), {"benchmark": f"oof fold {fold}"})
+        probs["ours"][held_out] = predict(model)
+        seconds["ours"] += result.seconds
+        steps["ours"] += result.optimizer_steps
+        del model
+
+        log.info("fold %d: original method", fold)
+        model = _fresh_model(rt, run, checkpoint)
+        fold_steps = math.ceil(len(train_ids) * run.train.epochs / ROWS_PER_STEP)
+        fold_seconds, _count = baseline.trainer_train(model, rt.tokenizer, train_ids, train_labels, fold_steps,
+                                                      run.train.learning_rate, run.train.warmup_ratio,
+                                                      run.train.seed, rt.device, original_dtype(rt))
+        probs["original"][held_out] = predict(model)
+        seconds["original"] += fold_seconds
+        steps["original"] += fold_steps
+        del model
+    difference = row_log_losses(labels, probs["ours"]) - row_log_losses(labels, probs["original"])
+    per_fold = {str(f): {side: log_loss(labels[folds == f], p[folds == f]) for side, p in probs.items()}
+                for f in range(n_folds)}
+    return {
+        "mode": "quick" if quick else "full",
+        "machine": machine(),
+        "model": {"checkpoint": str(checkpoint), **rt.describe(), "max_length": run.model.max_length},
+        "data": {"train_csv": str(train_csv), "rows": table.height, "folds": n_folds},
+        "ours": {"log_loss": log_loss(labels, probs["ours"]), "seconds": seconds["ours"],
+                 "optimizer_steps": steps["ours"], "batch_size": run.train.batch_size,
+                 "grad_accum": run.train.grad_accum, "epochs": run.train.epochs},
+        "original": {"log_loss": log_loss(labels, probs["original"]), "seconds": seconds["original"],
+                     "optimizer_steps": steps["original"], "batch_size": 4, "grad_accum": 4,
+                     "epochs": run.train.epochs},
+        "per_fold": per_fold,
+        "log_loss_difference": float(difference.mean()),
+        "log_loss_difference_se": float(difference.std(ddof=1) / np.sqrt(len(difference))),
+        "speedup": seconds["original"] / seconds["ours"] if seconds["ours"] else 0.0,
+        "seconds": time.perf_counter() - started,
+    }
