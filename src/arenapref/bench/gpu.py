@@ -47,10 +47,10 @@ def write_random_checkpoint(out_dir: Path, shape: dict, pad_token_id: int, devic
 
 
 def bench_llama8b_shapes(rt, input_ids: list[list[int]], run: RunConfig, shape: dict = LLAMA_31_8B_SHAPE) -> dict:
-    from arenapref.bench.suite import bench_inference
+    from arenapref.bench.suite import bench_inference, original_dtype
     from arenapref.modeling import attach_new_adapter, dtype_name, load_base_model
 
-    ceilings = {dtype_name(d): matmul_rate(rt.device, d) for d in {rt.dtype, rt.predict_dtype}}
+    ceilings = {dtype_name(d): matmul_rate(rt.device, d) for d in {rt.dtype, rt.predict_dtype, original_dtype(rt)}}
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as work:
         checkpoint = write_random_checkpoint(Path(work), shape, rt.tokenizer.pad_token_id, device=str(rt.device))
