@@ -70,9 +70,11 @@ def main() -> int:
         if key in base["data"]:
             base["data"][key] = str((ROOT / base["data"][key]).resolve())
     if not base.get("model", {}).get("checkpoint"):
-        subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT),
-                        "prepare_model", "--cores", "1"], check=True)
-        base.setdefault("model", {})["checkpoint"] = str(ROOT / "results/model/smollm2-135m-instruct")
+        embedded = ROOT / "results/model/smollm2-135m-instruct"
+        if not (embedded / "config.json").exists():  # built once; a rebuild would pull it from under running jobs
+            subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT),
+                            str(embedded.relative_to(ROOT)), "--cores", "1"], check=True)
+        base.setdefault("model", {})["checkpoint"] = str(embedded)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     scores = {}
     for name in args.variants:

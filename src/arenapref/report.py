@@ -94,8 +94,8 @@ def per_fold_plot(metrics: dict, features_oof: pl.DataFrame, train: pl.DataFrame
         bars = ax.bar(x + offset, values, width=0.27, label=label)
         ax.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
     ax.set(xticks=x, xticklabels=[f"fold {f}" for f in names] + ["overall"], ylabel="log loss (lower is better)",
-           title="Out-of-fold log loss per fold", ylim=(0, max(model + prior + baseline) * 1.25))
-    ax.legend(loc="lower right")
+           title="Out-of-fold log loss per fold", ylim=(0, max(model + prior + baseline) * 1.35))
+    ax.legend(loc="upper center", ncol=3, fontsize=8)
     _save(fig, path)
 
 
