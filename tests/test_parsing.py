@@ -1,10 +1,11 @@
 import json
 
+import polars as pl
 import pytest
 from conftest import write_csv
 
 from arenapref.errors import DataError
-from arenapref.parsing import TRAIN_COLUMNS, parse_turns, read_csv_strict
+from arenapref.parsing import TRAIN_COLUMNS, parse_text_columns, parse_turns, read_csv_strict
 from arenapref.preprocess import preprocess_test, preprocess_train
 
 
@@ -110,3 +111,32 @@ def test_test_rows_are_never_dropped(tmp_path):
     table, report = preprocess_test(path)
     assert table["id"].to_list() == [1, 2]
     assert report.rows_kept == report.rows_in == 2
+
+
+# Cells the bulk decoder could get wrong: surrounding space, escaped quotes and backslashes, surrogate
+# pairs and lone surrogates of either kind, a quote written as \u0022, a literal backslash before "ud83d".
+VALID_CELLS = [
+    '["a", null, ""]', "[]", '  [ "lead" , null ]  ', '["say \\"hi\\" \\\\ now"]', '["\\u0022quoted"]',
+    '["pair \\ud83d\\ude00"]', '["lone high \\ud83d end"]', '["lone low \\udc00 end"]',
+    '["not an escape \\\\ud83d"]', '["tab\\tnew\\nline"]', None, "   ",
+]
+# Cells polars would decode by turning items into text, or that are not lists at all.
+COERCIBLE_CELLS = {'[1, "a"]': "item 0 is int", '["a", true]': "item 1 is bool", '"bare"': "got str",
+                   "5": "got int", '[1.5e3]': "item 0 is float", "{}": "got dict", '[["a"]]': "item 0 is list"}
+
+
+def test_bulk_parsing_matches_the_cell_parser():
+    frame = pl.DataFrame({"prompt": VALID_CELLS * 3})
+    ids = list(range(100, 100 + frame.height))
+    parsed = parse_text_columns(frame, ["prompt"], ids, "train.csv")["prompt"].to_list()
+    assert parsed == [parse_turns(cell, file="train.csv", row=0, field="prompt") for cell in VALID_CELLS * 3]
+    assert parsed[7] == ["lone low \ufffd end"] and parsed[8] == ["not an escape \\ud83d"]
+
+
+@pytest.mark.parametrize("cell", sorted(COERCIBLE_CELLS))
+def test_bulk_parsing_rejects_what_the_cell_parser_rejects(cell):
+    frame = pl.DataFrame({"prompt": [*VALID_CELLS, cell, '["after"]']})
+    ids = list(range(1, frame.height + 1))
+    with pytest.raises(DataError) as err:
+        parse_text_columns(frame, ["prompt"], ids, "train.csv")
+    assert f"row id={len(VALID_CELLS) + 1}" in str(err.value) and COERCIBLE_CELLS[cell] in str(err.value)

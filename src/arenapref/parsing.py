@@ -92,13 +92,15 @@ def read_csv_strict(path: str | Path, expected: tuple[str, ...]) -> tuple[pl.Dat
     return frame.select(expected), extra
 
 
-# A JSON list whose items are strings or null, nothing else: rows that match are decoded by polars
-# in bulk; any other row goes through parse_turns, which either handles it or names the problem.
+# The strict grammar of a cell that polars may decode in bulk: a JSON list whose items are strings
+# or null. Only used to locate the bad cells once a bulk decode has failed.
 _JSON_SPACE = r"[ \t\n\r]*"
 _JSON_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
 _JSON_ITEM = rf"(?:{_JSON_STRING}|null)"
 LIST_OF_STRINGS = rf"^{_JSON_SPACE}\[{_JSON_SPACE}(?:{_JSON_ITEM}{_JSON_SPACE}(?:,{_JSON_SPACE}{_JSON_ITEM}{_JSON_SPACE})*)?\]{_JSON_SPACE}$"
-# An escaped UTF-16 surrogate: the row may hold a lone one, which needs clean_text.
+STARTS_AS_LIST = rf"^{_JSON_SPACE}\["
+# An escaped UTF-16 surrogate: the cell may hold a lone one, which polars decodes to NUL (high) or
+# rejects (low); parse_turns replaces it instead.
 SURROGATE_ESCAPE = r"\\u[dD][89a-fA-F]"
 TURNS = pl.List(pl.String)
 
@@ -107,31 +109,48 @@ def parse_text_columns(frame: pl.DataFrame, columns: Sequence[str], ids: list[in
                        file: str | Path) -> dict[str, pl.Series]:
     """Parse JSON-list columns into lists of turn texts; null where a cell is missing.
 
-    Same result as parse_turns on every cell, but cells that are plainly lists of strings are
-    decoded by polars in bulk; the rest (lone surrogates possible, malformed, blank) go
-    through parse_turns one by one, which handles them or names the problem.
+    Same result as parse_turns on every cell. Polars decodes the cells in bulk; the cells it may
+    get wrong (not starting as a list, escaped surrogates, items that were not strings) and the
+    cells it cannot decode go through parse_turns one by one, which handles them or names the problem.
     """
-    checks = [
-        *(pl.col(c).str.contains(LIST_OF_STRINGS).fill_null(False).alias(f"{c}:list") for c in columns),
+    flags = frame.select(
+        *(pl.col(c).str.contains(STARTS_AS_LIST).fill_null(False).alias(f"{c}:list") for c in columns),
         *(pl.col(c).str.contains(SURROGATE_ESCAPE).fill_null(False).alias(f"{c}:surrogate") for c in columns),
-    ]
+    )
+    candidate = {c: flags[f"{c}:list"] & ~flags[f"{c}:surrogate"] for c in columns}
 
-    def decode(source: pl.Expr, column: str) -> pl.Expr:
-        return source.str.json_decode(TURNS).list.eval(pl.element().fill_null("")).cast(TURNS).alias(column)
-
-    try:  # the usual case, every cell valid JSON: check and decode in one parallel pass
-        result = frame.select(*checks, *(decode(pl.col(c), c) for c in columns))
-        flags, decoded = result, result
-    except pl.exceptions.PolarsError:  # some cell is not JSON: decode only the cells that pass
-        flags = frame.select(checks)
-        decoded = frame.select(
-            decode(pl.when(pl.lit(flags[f"{c}:list"])).then(pl.col(c)).otherwise(None), c) for c in columns
+    def decode(pick: dict[str, pl.Series] | None) -> pl.DataFrame:
+        return frame.select(
+            (pl.col(c) if pick is None else pl.when(pl.lit(pick[c])).then(pl.col(c)).otherwise(None))
+            .str.json_decode(TURNS).alias(c) for c in columns
         )
+
+    try:  # the usual case: every cell strict JSON, decoded whole (masking the column costs a copy)
+        decoded = decode(None)
+    except pl.exceptions.PolarsError:
+        try:  # a lone surrogate polars rejects: leave the surrogate cells to parse_turns
+            decoded = decode(candidate)
+        except pl.exceptions.PolarsError:  # some cell is not a list of strings: find it with the grammar
+            strict = frame.select(pl.col(c).str.contains(LIST_OF_STRINGS).fill_null(False) for c in columns)
+            candidate = {c: candidate[c] & strict[c] for c in columns}
+            decoded = decode(candidate)
+
+    # Polars turns number and boolean items into text. A cell whose items are all strings or null has
+    # two quotes per string item plus one per escaped quote inside them; a cell with any other item
+    # (or a quote written as \u0022) has fewer, and takes the slow path.
+    quotes = pl.element().str.count_matches('"', literal=True)
+    checks = pl.concat([frame.select(pl.col(c).alias(f"{c}:raw") for c in columns), decoded], how="horizontal")
+    checked = checks.select(
+        *((pl.col(f"{c}:raw").str.count_matches('"', literal=True) - pl.col(c).list.eval(quotes).list.sum()
+           == 2 * (pl.col(c).list.len() - pl.col(c).list.eval(pl.element().is_null()).list.sum()))
+          .fill_null(False).alias(f"{c}:exact") for c in columns),
+        *(pl.col(c).list.eval(pl.element().fill_null("")).cast(TURNS) for c in columns),
+    )
     parsed = {}
     for column in columns:
-        bulk = flags[f"{column}:list"].to_numpy() & ~flags[f"{column}:surrogate"].to_numpy()
+        bulk = (candidate[column] & checked[f"{column}:exact"]).to_numpy()
+        series = checked[column]
         slow = np.flatnonzero(~bulk & frame[column].is_not_null().to_numpy())
-        series = decoded[column]
         if len(slow):
             values = frame[column].gather(slow).to_list()
             # Position 0 is a null; slow row k takes the k-th parsed value, every other row the null.
