@@ -80,10 +80,14 @@ def test_killed_fold_resumes_at_its_last_chunk_and_matches(fold_data, tiny_check
     done = json.loads((tmp_path / "resume" / "latest.json").read_text())["directory"]
     chunks_done = int(done.removeprefix("chunk-"))
     assert chunks_done >= 1
+    seconds_before_kill = json.loads((tmp_path / "resume" / done / "state.json").read_text())["seconds"]
+    assert seconds_before_kill > 0
 
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     log = json.loads((tmp_path / "train_log.json").read_text())
     assert log["resumed_from_chunk"] >= chunks_done  # resumed, not restarted
+    # The reported training time covers both runs; throughput only the tokens of the second.
+    assert log["seconds"] - log["seconds_this_run"] == pytest.approx(seconds_before_kill, abs=0.02)
     assert not (tmp_path / "resume").exists()  # spent once the adapter is published
     np.testing.assert_allclose(predict_oof(data, test, tiny_checkpoint, tmp_path), uninterrupted, atol=1e-4)
 

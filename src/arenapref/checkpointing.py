@@ -34,6 +34,7 @@ class ResumePoint:
     adapter: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
+    seconds: float = 0.0  # training time spent up to this point, over all runs
 
 
 class CorruptCheckpoint(RuntimeError):
@@ -49,7 +50,8 @@ def save_resume_point(root: Path, identity: dict[str, str], point: ResumePoint) 
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in point.adapter.items()}, staging / "adapter.safetensors")
         torch.save({"optimizer": point.optimizer, "scheduler": point.scheduler}, staging / "optimizer.pt")
-        meta = {"chunks_done": point.chunks_done, "optimizer_steps": point.optimizer_steps, "history": point.history}
+        meta = {"chunks_done": point.chunks_done, "optimizer_steps": point.optimizer_steps, "history": point.history,
+                "seconds": point.seconds}
         (staging / "state.json").write_text(json.dumps(meta))
         final = root / name
         shutil.rmtree(final, ignore_errors=True)
@@ -93,6 +95,7 @@ def load_resume_point(root: Path, identity: dict[str, str]) -> ResumePoint | Non
         adapter=adapter,
         optimizer=states["optimizer"],
         scheduler=states["scheduler"],
+        seconds=meta.get("seconds", 0.0),
     )
 
 

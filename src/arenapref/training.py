@@ -41,7 +41,8 @@ class TrainingResult:
     history: list[dict]
     optimizer_steps: int
     resumed_from_chunk: int
-    seconds: float
+    seconds: float  # training time over all runs, including those before a resume
+    session_seconds: float  # this run only, the time `tokens` took
     tokens: int  # real tokens processed (this run, not counting chunks done before a resume)
     tokens_computed: int  # the same plus padding
 
@@ -121,6 +122,7 @@ def train_adapter(
 
     history: list[dict] = []
     chunks_done = steps_done = 0
+    earlier_seconds = 0.0
     try:
         point = load_resume_point(resume_dir, identity)
     except CorruptCheckpoint as err:
@@ -132,6 +134,7 @@ def train_adapter(
         optimizer.load_state_dict(point.optimizer)
         scheduler.load_state_dict(point.scheduler)
         chunks_done, steps_done, history = point.chunks_done, point.optimizer_steps, point.history
+        earlier_seconds = point.seconds
         log.info("resuming after chunk %d of %d (optimizer step %d)", chunks_done, len(chunks), steps_done)
     resumed_from = chunks_done
 
@@ -178,7 +181,8 @@ def train_adapter(
                 resume_dir,
                 identity,
                 ResumePoint(chunk_index + 1, steps_done, history, trainable_state(model),
-                            optimizer.state_dict(), scheduler.state_dict()),
+                            optimizer.state_dict(), scheduler.state_dict(),
+                            earlier_seconds + time.perf_counter() - started),
             )
         except OSError as err:  # a full disk, most often; the previous checkpoint is untouched
             raise CheckpointError(
@@ -187,5 +191,6 @@ def train_adapter(
             ) from err
     progress.close()
     model.eval()
-    return TrainingResult(history, steps_done, resumed_from, time.perf_counter() - started, tokens_seen,
-                          tokens_computed)
+    session_seconds = time.perf_counter() - started
+    return TrainingResult(history, steps_done, resumed_from, earlier_seconds + session_seconds, session_seconds,
+                          tokens_seen, tokens_computed)

@@ -164,7 +164,7 @@ def bench_training(rt: Runtime, run: RunConfig, checkpoint: Path, table: pl.Data
                                    rt.tokenizer.pad_token_id, Path(resume_dir), {"benchmark": "ours"})
         scores, losses = held_out(model)
         return {"seconds": result.seconds, "optimizer_steps": result.optimizer_steps, "dtype": dtype_name(dtype),
-                "real_tokens_per_s": _rate(result.tokens, result.seconds),
+                "real_tokens_per_s": _rate(result.tokens, result.session_seconds),
                 "padding_efficiency": result.tokens / result.tokens_computed,
                 "batch_size": settings.batch_size, "grad_accum": settings.grad_accum} | scores, losses
 
