@@ -275,6 +275,7 @@ def test_options_table_runs_each_variant_in_its_own_folder(tmp_path, tiny_checkp
     assert log["runtime"]["head"] == "sft" and log["rows"] == 2 * log["source_rows"]
     for s in scores.values():
         assert all(np.isfinite(s[k]) for k in ("log_loss", "log_loss_temperature", "log_loss_tta",
-                                                "log_loss_tta_temperature", "features_baseline", "class_prior"))
+                                                "log_loss_tta_temperature", "log_loss_tta_blend_temperature",
+                                                "features_baseline", "class_prior"))
     table = (out / "options.md").read_text()
     assert "| sft+swap |" in table and "| class prior |" in table
