@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 
 from arenapref import LABEL_COLUMNS
-from arenapref.ensemble import cross_fitted
-from arenapref.metrics import accuracy, log_loss
+from arenapref.ensemble import score_options
+from arenapref.metrics import accuracy
 
 
 def _columns(oof: pl.DataFrame, suffix: str) -> np.ndarray:
@@ -29,24 +29,17 @@ def score_variant(results: Path, config: dict) -> dict:
     tta = "winner_model_a_direct" in oof.columns
     direct = _columns(oof, "_direct") if tta else _columns(oof, "")
     features = _columns(pl.read_parquet(results / "features" / "oof.parquet").sort("id"), "")
-    neutral = np.full_like(direct, 1 / 3)  # no blend: the features never enter these scores
-
-    def scaled(probs: np.ndarray) -> float:
-        return log_loss(labels, cross_fitted(probs, neutral, labels, folds, False, True))
-
-    def blended(probs: np.ndarray) -> float:
-        return log_loss(labels, cross_fitted(probs, features, labels, folds, True, True))
-
+    post = score_options(direct, features, labels, folds)
     scores = {
         "head": config["model"]["head"],
         "swap_augmentation": config["train"]["swap_augmentation"],
         "rows": train.height,
         "folds": int(len(np.unique(folds))),
         "max_length": config["model"]["max_length"],
-        "log_loss": log_loss(labels, direct),
-        "log_loss_temperature": scaled(direct),
+        "log_loss": post["none"],
+        "log_loss_temperature": post["temperature"],
         "accuracy": accuracy(labels, direct),
-        "log_loss_blend_temperature": blended(direct),
+        "log_loss_blend_temperature": post["features_blend+temperature"],
         "features_baseline": metrics["features_baseline"]["log_loss"],
         "class_prior": metrics["overall"]["prior_log_loss"],
         "train_seconds": metrics["run"]["train_seconds"],
@@ -54,8 +47,10 @@ def score_variant(results: Path, config: dict) -> dict:
     }
     if tta:
         averaged = _columns(oof, "")
-        scores |= {"log_loss_tta": log_loss(labels, averaged), "log_loss_tta_temperature": scaled(averaged),
-                   "accuracy_tta": accuracy(labels, averaged), "log_loss_tta_blend_temperature": blended(averaged)}
+        post_tta = score_options(averaged, features, labels, folds)
+        scores |= {"log_loss_tta": post_tta["none"], "log_loss_tta_temperature": post_tta["temperature"],
+                   "accuracy_tta": accuracy(labels, averaged),
+                   "log_loss_tta_blend_temperature": post_tta["features_blend+temperature"]}
     return scores
 
 
