@@ -160,3 +160,31 @@ def test_same_seed_and_config_give_identical_predictions(fold_data, tiny_checkpo
     np.testing.assert_array_equal(predict_oof(data, test, tiny_checkpoint, tmp_path), uninterrupted)
     log = json.loads((tmp_path / "train_log.json").read_text())
     assert len(log["checkpoint_sha256"]) == 64 and len(log["adapter_sha256"]) == 64
+
+
+def test_fp16_gradient_scaler_state_survives_a_kill_and_resume(fold_data, tiny_checkpoint, tmp_path):
+    """fp16 (the T4/V100 precision) trains with a loss scale that adapts over thousands of steps; a
+    resumed fold must continue with the saved scale, not restart at the initial one."""
+    import torch
+
+    data, _ = fold_data
+    settings = {**SETTINGS, "train": {**SETTINGS["train"], "precision": "fp16"}}
+    command = train_command(data, tiny_checkpoint, tmp_path)
+    command[command.index("--config") + 1] = json.dumps(settings)
+    kill_after_first_chunk(command, tmp_path / "resume")
+    done = json.loads((tmp_path / "resume" / "latest.json").read_text())["directory"]
+    states_file = tmp_path / "resume" / done / "optimizer.pt"
+    states = torch.load(states_file, weights_only=True)
+    assert states["scaler"]["scale"] == 65536.0  # saved with the chunk
+    before = json.loads((tmp_path / "resume" / done / "state.json").read_text())["history"]
+    assert {step["loss_scale"] for step in before} == {65536.0}
+    # As if overflows had lowered the scale before the kill: the resumed run must start from it.
+    states["scaler"]["scale"] = 512.0
+    torch.save(states, states_file)
+
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["runtime"]["dtype"] == "float16"
+    resumed = log["history"][len(before):]
+    assert resumed and resumed[0]["loss_scale"] == 512.0
+    assert all(np.isfinite(step["loss"]) for step in log["history"])

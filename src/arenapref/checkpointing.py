@@ -35,6 +35,7 @@ class ResumePoint:
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     seconds: float = 0.0  # training time spent up to this point, over all runs
+    scaler: dict[str, Any] | None = None  # fp16's gradient scaler: its scale grows over thousands of steps
 
 
 class CorruptCheckpoint(RuntimeError):
@@ -49,7 +50,8 @@ def save_resume_point(root: Path, identity: dict[str, str], point: ResumePoint) 
     staging.mkdir()
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in point.adapter.items()}, staging / "adapter.safetensors")
-        torch.save({"optimizer": point.optimizer, "scheduler": point.scheduler}, staging / "optimizer.pt")
+        torch.save({"optimizer": point.optimizer, "scheduler": point.scheduler, "scaler": point.scaler},
+                   staging / "optimizer.pt")
         meta = {"chunks_done": point.chunks_done, "optimizer_steps": point.optimizer_steps, "history": point.history,
                 "seconds": point.seconds}
         (staging / "state.json").write_text(json.dumps(meta))
@@ -96,6 +98,7 @@ def load_resume_point(root: Path, identity: dict[str, str]) -> ResumePoint | Non
         optimizer=states["optimizer"],
         scheduler=states["scheduler"],
         seconds=meta.get("seconds", 0.0),
+        scaler=states.get("scaler"),
     )
 
 

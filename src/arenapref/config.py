@@ -92,6 +92,7 @@ class TrainSettings:
     max_grad_norm: float
     optimizer: str
     precision: str
+    gradient_checkpointing: str | bool
     swap_augmentation: bool
     label_smoothing: float
     seed: int
@@ -157,9 +158,12 @@ class RunConfig:
         }
 
     def training_hash(self) -> str:
-        """Hash of everything that changes the trained adapter (not inference batching)."""
+        """Hash of everything that changes the trained adapter (not inference batching, nor
+        checkpointing, which trades memory for time with the same result: switching it on after an
+        out-of-memory error resumes the fold)."""
         data = self.as_dict()
         data.pop("predict")
+        data["train"].pop("gradient_checkpointing")
         return stable_hash(data)
 
 

@@ -42,13 +42,13 @@ class ClassifierHead:
                 "labels": torch.as_tensor(list(labels), dtype=torch.long)}
 
     def loss(self, model, batch: dict[str, torch.Tensor], smoothing: float) -> torch.Tensor:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         true = log_probs.gather(1, batch["labels"].to(logits.device)[:, None]).squeeze(1)
         return smoothed_nll(true, log_probs, smoothing)
 
     def class_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
 
 class SftHead:
@@ -76,7 +76,8 @@ class SftHead:
 
     def _hidden(self, model, input_ids, attention_mask) -> torch.Tensor:
         # The decoder without the vocabulary projection: only the positions that are scored get one.
-        return model.get_base_model().model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return model.get_base_model().model(input_ids=input_ids, attention_mask=attention_mask,
+                                            use_cache=False).last_hidden_state
 
     def _lm_head(self, model) -> torch.nn.Module:
         return model.get_base_model().lm_head
@@ -97,7 +98,8 @@ class SftHead:
         last = attention_mask.sum(dim=1) - 1  # rows are right-padded
         final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         weight = self._lm_head(model).weight[list(self.label_ids)]
-        return final @ weight.T.to(final.dtype)
+        with torch.autocast(final.device.type, enabled=False):  # three logits: fp32 costs nothing
+            return final.float() @ weight.float().T
 
 
 def label_token_ids(tokenizer) -> tuple[int, int, int]:

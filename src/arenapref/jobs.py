@@ -15,19 +15,24 @@ import torch
 from arenapref import LABEL_COLUMNS
 from arenapref.augment import flip_probabilities, swap_responses
 from arenapref.config import RunConfig
+from arenapref.errors import DeviceError
 from arenapref.heads import ClassifierHead, SftHead, make_head
 from arenapref.io import atomic_dir, atomic_path, dir_sha256, stable_hash, write_json_atomic
 from arenapref.modeling import (
     attach_new_adapter,
+    checkpoint_quantization,
     compute_dtype,
     dtype_name,
+    enable_gradient_checkpointing,
     inference_dtype,
     load_base_model,
     load_tokenizer,
     load_trained_adapter,
+    lora_layer_indices,
     resolve_device,
     resolve_quantization,
 )
+from arenapref.plan import CUDA_CONTEXT_BYTES
 from arenapref.predict import predict_probabilities
 from arenapref.text import SEGMENTS, InputBuilder, encode_with_lengths
 from arenapref.training import train_adapter
@@ -43,6 +48,26 @@ def package_versions() -> dict[str, str]:
             "transformers": transformers.__version__, "peft": peft.__version__, "polars": pl.__version__}
 
 
+def claim_device(requested: str) -> tuple[torch.device, dict]:
+    """The device of this job. With several GPUs visible, a GPU of its own: concurrent Snakemake jobs
+    (`--resources gpu=N`) each claim a free slot, held until the process ends."""
+    device = resolve_device(requested)
+    if device.type != "cuda":
+        return device, {}
+    from arenapref.gpu_slots import acquire_gpu_slot
+
+    slot = acquire_gpu_slot(torch.cuda.device_count())
+    device = torch.device("cuda", slot.index)
+    torch.cuda.set_device(device)  # kernels that use the current device (bitsandbytes) follow it
+    properties = torch.cuda.get_device_properties(device)
+    info = {**slot.describe(), "name": properties.name,
+            "capability": ".".join(map(str, torch.cuda.get_device_capability(device))),
+            "memory_gib": round(properties.total_memory / 2**30, 1)}
+    log.info("GPU %s (%s, compute capability %s, %.1f GiB)", slot.physical_id, info["name"], info["capability"],
+             info["memory_gib"])
+    return device, info
+
+
 @dataclass
 class Runtime:
     """Device, precision, tokenizer and input builder, resolved once per job."""
@@ -51,27 +76,32 @@ class Runtime:
     dtype: torch.dtype  # compute dtype of training (and of loading the model)
     predict_dtype: torch.dtype  # arithmetic of inference
     quantization: str
+    gradient_checkpointing: bool
     tokenizer: object
     builder: InputBuilder
     head: ClassifierHead | SftHead
+    gpu: dict
 
     @classmethod
     def create(cls, run: RunConfig, checkpoint: Path, tokenizer_dir: Path | None = None) -> Runtime:
         """`tokenizer_dir` defaults to the checkpoint's own (an export ships the one it trained with)."""
-        device = resolve_device(run.device)
+        device, gpu = claim_device(run.device)
         tokenizer = load_tokenizer(tokenizer_dir or checkpoint, run.model.trust_remote_code)
-        quantization = resolve_quantization(run.model.quantization, device)
+        quantization = resolve_quantization(run.model.quantization, device, checkpoint_quantization(checkpoint))
         dtype = compute_dtype(run.train.precision, device, quantization)
         head = make_head(run.model.head, tokenizer)
+        checkpointing = run.train.gradient_checkpointing
         return cls(
             device=device,
             dtype=dtype,
             predict_dtype=inference_dtype(run.predict.precision, device, dtype, quantization),
             quantization=quantization,
+            gradient_checkpointing=device.type == "cuda" if checkpointing == "auto" else bool(checkpointing),
             tokenizer=tokenizer,
             builder=InputBuilder.from_tokenizer(tokenizer, run.model.max_length, run.model.shares,
                                                 head.instruction, head.question, head.completion_tokens),
             head=head,
+            gpu=gpu,
         )
 
     def encode(self, table: pl.DataFrame) -> list[list[int]]:
@@ -85,8 +115,54 @@ class Runtime:
         return load_base_model(checkpoint, run.model, self.device, self.dtype, self.tokenizer.pad_token_id)
 
     def describe(self) -> dict:
-        return {"head": self.head.name, "device": str(self.device), "dtype": dtype_name(self.dtype),
-                "predict_dtype": dtype_name(self.predict_dtype), "quantization": self.quantization}
+        described = {"head": self.head.name, "device": str(self.device), "dtype": dtype_name(self.dtype),
+                     "predict_dtype": dtype_name(self.predict_dtype), "quantization": self.quantization,
+                     "gradient_checkpointing": self.gradient_checkpointing}
+        return described | ({"gpu": self.gpu} if self.gpu else {})
+
+
+def plan_training_memory(rt: Runtime, run: RunConfig, checkpoint: Path, longest: int) -> dict:
+    """The memory plan of this fold's training (at its longest length bucket); on a GPU, stops before
+    any weight is loaded when the plan does not fit the free memory, naming settings that would."""
+    from arenapref.plan import GIB, Arithmetic, ModelShape, describe_change, fits, settings_that_fit, training_memory
+
+    shape = ModelShape.from_checkpoint(checkpoint, run)
+    arith = Arithmetic(rt.device.type, rt.dtype.itemsize, rt.quantization)
+    planned = training_memory(shape, run, arith, rt.gradient_checkpointing, run.train.batch_size, longest)
+    log.info("memory plan: %.2f GiB at the peak of a training step (%s)", planned["peak"] / GIB,
+             ", ".join(f"{name} {value / GIB:.2f}" for name, value in planned.items() if name != "peak"))
+    if rt.device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(rt.device)
+        # The CUDA context already holds its share of `total - free`: compare with what is free.
+        if not fits(planned["peak"], free + CUDA_CONTEXT_BYTES):
+            change = settings_that_fit(shape, run, arith, free + CUDA_CONTEXT_BYTES, rt.gradient_checkpointing)
+            raise DeviceError(
+                f"training would need about {planned['peak'] / GIB:.1f} GiB at its peak ({run.train.batch_size} rows "
+                f"x {longest} tokens, gradient checkpointing {'on' if rt.gradient_checkpointing else 'off'}) but "
+                f"{free / GIB:.1f} of {total / GIB:.1f} GiB are free on {rt.gpu.get('name', rt.device)}; settings "
+                f"that fit: {describe_change(change)}"
+            )
+    return {name: round(value / GIB, 3) for name, value in planned.items()}
+
+
+def check_inference_memory(rt: Runtime, run: RunConfig, checkpoint: Path) -> None:
+    """On a GPU, stop before loading when an inference batch would not fit the free memory."""
+    if rt.device.type != "cuda":
+        return
+    from arenapref.plan import GIB, Arithmetic, ModelShape, fits, inference_memory, tokens_per_batch_that_fit
+
+    shape = ModelShape.from_checkpoint(checkpoint, run)
+    arith = Arithmetic("cuda", rt.predict_dtype.itemsize, rt.quantization)
+    peak = inference_memory(shape, run, arith)["peak"]
+    free, total = torch.cuda.mem_get_info(rt.device)
+    log.info("memory plan: %.2f GiB at the peak of an inference batch; %.1f GiB free", peak / GIB, free / GIB)
+    if not fits(peak, free + CUDA_CONTEXT_BYTES):
+        tokens = tokens_per_batch_that_fit(shape, run, arith, free + CUDA_CONTEXT_BYTES)
+        raise DeviceError(
+            f"inference would need about {peak / GIB:.1f} GiB at its peak but {free / GIB:.1f} of {total / GIB:.1f} "
+            f"GiB are free on {rt.gpu.get('name', rt.device)}; "
+            + (f"set predict.tokens_per_batch: {tokens}" if tokens else "lower model.max_length")
+        )
 
 
 def training_rows(table: pl.DataFrame, fold: int, swap_augmentation: bool) -> pl.DataFrame:
@@ -113,8 +189,11 @@ def train_fold(data_path: Path, fold: int, checkpoint: Path, run: RunConfig,
         "data": stable_hash([train_rows["id"].to_list(), labels]),
         "checkpoint": str(Path(checkpoint).resolve()),
     }
+    memory_plan = plan_training_memory(rt, run, checkpoint, max(len(x) for x in input_ids))
     torch.manual_seed(run.train.seed)  # the classification head's initial weights
     model = attach_new_adapter(rt.base_model(run, checkpoint), run.model)
+    if rt.gradient_checkpointing:
+        enable_gradient_checkpointing(model, lora_layer_indices(model.config.num_hidden_layers, run.model.lora_layers))
     result = train_adapter(model, input_ids, labels, run.train, rt.device, rt.dtype,
                            rt.tokenizer.pad_token_id, resume_dir, identity, head=rt.head)
     with atomic_dir(adapter_dir) as staging:
@@ -140,12 +219,21 @@ def train_fold(data_path: Path, fold: int, checkpoint: Path, run: RunConfig,
         "adapter_sha256": dir_sha256(adapter_dir),
         "data_sha256": identity["data"],
         "runtime": rt.describe(),
+        "memory_gib": {"planned": memory_plan, **measured_peak(rt.device)},
         "versions": package_versions(),
         "history": result.history,
     }
     write_json_atomic(log_path, summary)
     shutil.rmtree(resume_dir, ignore_errors=True)  # the adapter is published; resume state is spent
     return summary
+
+
+def measured_peak(device: torch.device) -> dict:
+    """torch's own count of the peak on a GPU, to set beside the plan in the training log."""
+    if device.type != "cuda":
+        return {}
+    return {"measured_peak": round(torch.cuda.max_memory_allocated(device) / 2**30, 3),
+            "measured_reserved": round(torch.cuda.max_memory_reserved(device) / 2**30, 3)}
 
 
 def _probability_frame(ids: list[int], probs: np.ndarray, **extra) -> pl.DataFrame:
@@ -190,6 +278,7 @@ def predict_fold(data_path: Path, test_path: Path, fold: int, checkpoint: Path, 
     valid = table.filter(pl.col("fold") == fold)
     test = pl.read_parquet(test_path)
     rt = Runtime.create(run, checkpoint)
+    check_inference_memory(rt, run, checkpoint)
     model = load_trained_adapter(rt.base_model(run, checkpoint), adapter_dir)
     outputs = {}
     for name, rows, path in (("oof", valid, oof_path), ("test", test, test_out_path)):

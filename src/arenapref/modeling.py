@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from arenapref.config import ModelSettings
-from arenapref.errors import CheckpointError, DeviceError
+from arenapref.errors import CheckpointError, ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +49,69 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def resolve_quantization(mode: str, device: torch.device) -> str:
+def checkpoint_quantization(checkpoint: str | Path) -> str | None:
+    """The quantization a pre-quantized checkpoint was saved in (nf4, fp4 or int8), None for plain weights."""
+    config_file = Path(checkpoint) / "config.json"
+    try:
+        quant = json.loads(config_file.read_text()).get("quantization_config")
+    except (OSError, ValueError):
+        return None
+    if not quant:
+        return None
+    if quant.get("load_in_8bit"):
+        return "int8"
+    if quant.get("load_in_4bit"):
+        return quant.get("bnb_4bit_quant_type", "nf4")
+    return str(quant.get("quant_method", "unknown"))
+
+
+def resolve_quantization(mode: str, device: torch.device, saved: str | None = None) -> str:
+    """The quantization the base model runs in. A pre-quantized checkpoint (`saved`) can only run as
+    saved, so an explicit other mode is an error rather than being silently ignored."""
+    if saved is not None:
+        if mode not in ("auto", saved):
+            raise ConfigError(
+                f"model.quantization is {mode!r} but the checkpoint is already quantized ({saved}, bitsandbytes); "
+                f"set model.quantization: auto (or {saved}), or point model.checkpoint at unquantized weights"
+            )
+        return saved
     if mode == "auto":
         return "nf4" if device.type == "cuda" else "none"
     return mode
 
 
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """bf16 tensor cores from compute capability 8.0 (A100, A10, L4, RTX 30xx/40xx, H100). Below it
+    (T4 7.5, V100 7.0, P100 6.0) `torch.cuda.is_bf16_supported()` still says yes, counting emulation:
+    there bf16 runs without tensor cores and SDPA falls back to its math kernel, which builds whole
+    L x L score matrices; fp16 with a gradient scaler is the right choice on those cards."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def compute_dtype(precision: str, device: torch.device, quantization: str = "none") -> torch.dtype:
     """Arithmetic of training's frozen base (adapter weights and optimizer state stay fp32).
 
-    auto: bf16 on CUDA (fp16 where unsupported); on a CPU bf16 only where the CPU multiplies it
-    natively and the model is not quantized (there it trains about 1.4x faster), else fp32.
+    auto: on CUDA bf16 from compute capability 8.0, fp16 (with a gradient scaler) below it; on a CPU
+    bf16 only where the CPU multiplies it natively and the model is not quantized (there it trains
+    about 1.4x faster), else fp32. An explicit bf16 on a GPU without bf16 tensor cores is obeyed,
+    with a warning.
     """
     if precision == "auto":
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
         return torch.bfloat16 if quantization == "none" and cpu_has_native_bf16() else torch.float32
-    return PRECISIONS[precision]
+    dtype = PRECISIONS[precision]
+    if dtype == torch.bfloat16 and device.type == "cuda" and not cuda_has_native_bf16(device):
+        major, minor = torch.cuda.get_device_capability(device)
+        log.warning("precision bf16 on a GPU of compute capability %d.%d, which has no bf16 tensor cores: "
+                    "expect slow training and the memory-hungry attention kernel; fp16 (or auto) fits it", major,
+                    minor)
+    return dtype
+
+
+def needs_grad_scaler(dtype: torch.dtype) -> bool:
+    """fp16 gradients underflow without loss scaling; bf16 and fp32 have fp32's exponent range."""
+    return dtype == torch.float16
 
 
 def cpu_has_native_bf16() -> bool:
@@ -133,31 +179,88 @@ def _quantization_config(mode: str, dtype: torch.dtype):
     return None
 
 
-def load_base_model(checkpoint: str | Path, settings: ModelSettings, device: torch.device, dtype: torch.dtype, pad_token_id: int):
+class Float32Linear(torch.nn.Linear):
+    """The classification layer, computed in fp32 even inside autocast: bf16 logits are about 0.016
+    apart near +-2, coarse for a log-loss metric; three outputs cost nothing in fp32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            bias = None if self.bias is None else self.bias.float()
+            return torch.nn.functional.linear(x.float(), self.weight.float(), bias)
+
+
+def _set_4bit_compute_dtype(model, dtype: torch.dtype) -> int:
+    """Make every 4-bit layer compute in the run's dtype. A pre-quantized checkpoint stores its own
+    compute dtype (often bf16, even for a T4 that should run fp16), and transformers keeps it."""
+    changed = 0
+    for module in model.modules():
+        if hasattr(module, "compute_dtype") and type(module).__name__ == "Linear4bit":
+            module.compute_dtype = dtype
+            changed += 1
+    return changed
+
+
+def load_base_model(checkpoint: str | Path, settings: ModelSettings, device: torch.device, dtype: torch.dtype,
+                    pad_token_id: int):
     """The base Llama, quantized as configured: with a fresh 3-way classification layer for
-    model.head classifier, with its language-model head for sft."""
+    model.head classifier, with its language-model head for sft. The key-value cache is off: the
+    pipeline never generates, and the cache would hold every layer's keys and values of each batch."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     checkpoint = check_checkpoint(checkpoint)
     model_config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=settings.trust_remote_code)
-    already_quantized = getattr(model_config, "quantization_config", None) is not None
-    mode = resolve_quantization(settings.quantization, device)
-    quant = None if already_quantized else _quantization_config(mode, dtype)
+    model_config.use_cache = False
+    saved = checkpoint_quantization(checkpoint)
+    mode = resolve_quantization(settings.quantization, device, saved)
+    quant = None if saved is not None else _quantization_config(mode, dtype)
     if settings.head == "sft":
-        model_class, head_kwargs = AutoModelForCausalLM, {}
+        model_class = AutoModelForCausalLM
     else:
-        model_class, head_kwargs = AutoModelForSequenceClassification, {"num_labels": NUM_LABELS}
+        model_class = AutoModelForSequenceClassification
+        model_config.num_labels = NUM_LABELS
     model = model_class.from_pretrained(
         checkpoint,
-        **head_kwargs,
-        dtype=dtype if quant is not None or device.type == "cuda" else torch.float32,
+        config=model_config,
+        dtype=dtype if mode != "none" or device.type == "cuda" else torch.float32,
         quantization_config=quant,
         device_map={"": device.index if device.type == "cuda" and device.index is not None else str(device)},
         trust_remote_code=settings.trust_remote_code,
         attn_implementation="sdpa",
     )
     model.config.pad_token_id = pad_token_id
+    model.config.use_cache = False
+    if mode in ("nf4", "fp4"):
+        _set_4bit_compute_dtype(model, dtype)
+    score = getattr(model, "score", None)
+    if type(score) is torch.nn.Linear:
+        score.__class__ = Float32Linear
+        score.float()
     return model
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The decoder layers of a (possibly LoRA-wrapped) causal language model."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body = getattr(base, base.base_model_prefix, base)
+    return body.layers
+
+
+def enable_gradient_checkpointing(model, layer_indices: list[int]) -> None:
+    """Non-reentrant activation checkpointing of the given decoder layers (the ones with adapters).
+
+    Only these need it: layers below the first adapter get no gradient, so they store nothing for
+    the backward pass anyway. Non-reentrant checkpointing needs no input gradients (unlike
+    peft's prepare_model_for_kbit_training, which would push the backward pass through the frozen
+    lower half) and restores the RNG state, so dropout masks repeat exactly in the recomputation.
+    """
+    from functools import partial
+
+    from torch.utils.checkpoint import checkpoint
+
+    layers = decoder_layers(model)
+    for index in layer_indices:
+        layers[index].gradient_checkpointing = True
+        layers[index]._gradient_checkpointing_func = partial(checkpoint, use_reentrant=False)
 
 
 def lora_layer_indices(num_layers: int, which: str) -> list[int]:

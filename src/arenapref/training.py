@@ -32,6 +32,7 @@ from arenapref.checkpointing import (
 )
 from arenapref.config import TrainSettings
 from arenapref.errors import CheckpointError
+from arenapref.modeling import needs_grad_scaler
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def train_adapter(
     optimizer = make_optimizer(trainable, settings, device)
     scheduler = linear_schedule(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
     use_autocast = dtype != torch.float32
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(dtype))
 
     history: list[dict] = []
     chunks_done = steps_done = 0
@@ -135,6 +136,11 @@ def train_adapter(
         scheduler.load_state_dict(point.scheduler)
         chunks_done, steps_done, history = point.chunks_done, point.optimizer_steps, point.history
         earlier_seconds = point.seconds
+        if scaler.is_enabled():
+            if point.scaler:
+                scaler.load_state_dict(point.scaler)
+            else:
+                log.warning("the resume point has no gradient-scaler state; fp16 loss scaling starts afresh")
         log.info("resuming after chunk %d of %d (optimizer step %d)", chunks_done, len(chunks), steps_done)
     resumed_from = chunks_done
 
@@ -149,17 +155,20 @@ def train_adapter(
         groups = [batches[i : i + settings.grad_accum] for i in range(0, len(batches), settings.grad_accum)]
         for group in groups:
             rows_in_group = sum(len(b) for b in group)
-            step_loss = 0.0
+            # Summed on the device and read once per optimizer step: a read per micro-batch would
+            # make the CPU wait for the GPU every time.
+            step_loss = torch.zeros((), device=device)
             for batch in group:
                 tensors = head.collate([input_ids[i] for i in batch], [labels[i] for i in batch], pad_id)
-                tensors = {name: value.to(device) for name, value in tensors.items()}
+                tokens_seen += int(tensors["attention_mask"].sum())  # counted on the CPU copy
+                tokens_computed += tensors["attention_mask"].numel()
+                tensors = {name: value.to(device, non_blocking=True) for name, value in tensors.items()}
                 with torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
                     loss = head.loss(model, tensors, settings.label_smoothing)
                 # Weight by rows so a short last batch counts for what it holds.
-                scaler.scale(loss * len(batch) / rows_in_group).backward()
-                step_loss += loss.item() * len(batch) / rows_in_group
-                tokens_seen += int(tensors["attention_mask"].sum())
-                tokens_computed += tensors["attention_mask"].numel()
+                weighted = loss * len(batch) / rows_in_group
+                scaler.scale(weighted).backward()
+                step_loss += weighted.detach()
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
             scaler.step(optimizer)
@@ -167,12 +176,14 @@ def train_adapter(
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             steps_done += 1
+            step_loss = float(step_loss)
             history.append({
                 "step": steps_done,
                 "chunk": chunk_index,
                 "loss": round(step_loss, 6),
                 "lr": scheduler.get_last_lr()[0],
                 "grad_norm": round(float(grad_norm), 6),
+                **({"loss_scale": scaler.get_scale()} if scaler.is_enabled() else {}),
             })
             progress.update(1)
             progress.set_postfix(loss=f"{step_loss:.4f}", chunk=f"{chunk_index + 1}/{len(chunks)}")
@@ -182,7 +193,8 @@ def train_adapter(
                 identity,
                 ResumePoint(chunk_index + 1, steps_done, history, trainable_state(model),
                             optimizer.state_dict(), scheduler.state_dict(),
-                            earlier_seconds + time.perf_counter() - started),
+                            earlier_seconds + time.perf_counter() - started,
+                            scaler.state_dict() if scaler.is_enabled() else None),
             )
         except OSError as err:  # a full disk, most often; the previous checkpoint is untouched
             raise CheckpointError(

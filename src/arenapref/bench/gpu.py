@@ -13,20 +13,12 @@ import torch
 
 from arenapref.bench.hardware import matmul_rate
 from arenapref.config import RunConfig
+from arenapref.plan import KNOWN_SHAPES
+
+LLAMA_31_8B_SHAPE = KNOWN_SHAPES["llama-3.1-8b"]
 
 log = logging.getLogger(__name__)
 
-LLAMA_31_8B_SHAPE = {
-    "vocab_size": 128256,
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "rms_norm_eps": 1e-5,
-    "rope_theta": 500000.0,
-    "max_position_embeddings": 131072,
-}
 
 
 def write_random_checkpoint(out_dir: Path, shape: dict, pad_token_id: int, device: str = "cuda") -> Path:

@@ -1,0 +1,403 @@
+"""A plan of memory and time before hours of GPU work start.
+
+From the checkpoint's config (the model is built on the meta device: no weights are read), the run
+config and a GPU (detected, or one of the 16/24/40/80 GB classes), it predicts the peak memory of a
+training step and of an inference batch, byte by byte of what PyTorch allocates, and the time a fold
+takes from its floating-point operations. Each term below names the tensors it stands for; the
+terms were checked against measured peaks (tests/test_plan.py on a CPU, `make gpu-check` on a GPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from arenapref.config import RunConfig
+
+GIB = 2**30
+# What a CUDA process holds outside torch's allocator (context, kernels, cuBLAS workspace), and the
+# share the caching allocator loses to rounding and fragmentation: a plan must leave both free.
+CUDA_CONTEXT_BYTES = int(0.6 * GIB)
+FRAGMENTATION = 0.10
+# Share of a GPU's dense matrix-multiply peak that a step reaches; 4-bit weights are dequantized
+# per matmul, so less than plain bf16. Replaced by `make gpu-check`'s measurement when given.
+TRAIN_EFFICIENCY = 0.35
+PREDICT_EFFICIENCY = 0.45
+# Real tokens over padded tokens of length-bucketed batches (measured by the benchmark: 0.99, 0.95).
+TRAIN_PADDING_EFFICIENCY = 0.98
+PREDICT_PADDING_EFFICIENCY = 0.95
+
+
+@dataclass(frozen=True)
+class GpuClass:
+    name: str
+    memory_gib: float
+    capability: tuple[int, int]
+    dense_tflops: float  # fp16/bf16 tensor-core peak without sparsity, from the vendors' data sheets
+
+
+# Architectures to plan for before their weights are downloaded (`scripts/plan.py --shape`).
+KNOWN_SHAPES = {
+    "llama-3.1-8b": {
+        "vocab_size": 128256,
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 500000.0,
+        "max_position_embeddings": 131072,
+    },
+}
+
+GPU_CLASSES = {
+    16: GpuClass("T4 16 GB", 15.0, (7, 5), 65.0),
+    24: GpuClass("A10 24 GB", 22.0, (8, 6), 125.0),
+    40: GpuClass("A100 40 GB", 39.4, (8, 0), 312.0),
+    80: GpuClass("A100 80 GB", 79.1, (8, 0), 312.0),
+}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the plan needs of an architecture, counted on a model built on the meta device."""
+
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    layer_linear_params: int  # per decoder layer: the matrices quantization packs
+    other_params: int  # embeddings, norms, an untied language-model head: kept in the load dtype
+    head_params: int  # the classification layer (fp32) or 0 for the sft head
+    lora_inputs: tuple[int, ...]  # in_features of each adapted matrix of one layer
+    lora_outputs: tuple[int, ...]
+
+    @classmethod
+    def from_config(cls, model_config, run: RunConfig) -> ModelShape:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+        model_config = copy.deepcopy(model_config)
+        with torch.device("meta"):
+            if run.model.head == "sft":
+                model = AutoModelForCausalLM.from_config(model_config)
+            else:
+                model_config.num_labels = 3
+                model = AutoModelForSequenceClassification.from_config(model_config)
+        body = getattr(model, model.base_model_prefix)
+        layer = body.layers[0]
+        linears = {name: m for name, m in layer.named_modules() if isinstance(m, torch.nn.Linear)}
+        layer_linear = sum(m.weight.numel() for m in linears.values())
+        total = sum(p.numel() for p in model.parameters())
+        score = getattr(model, "score", None)
+        head = score.weight.numel() if score is not None else 0
+        targets = [m for name, m in linears.items() if name.rsplit(".", 1)[-1] in run.model.lora_target_modules]
+        heads = model_config.num_attention_heads
+        return cls(
+            hidden=model_config.hidden_size,
+            intermediate=model_config.intermediate_size,
+            layers=model_config.num_hidden_layers,
+            heads=heads,
+            kv_heads=getattr(model_config, "num_key_value_heads", None) or heads,
+            head_dim=getattr(model_config, "head_dim", None) or model_config.hidden_size // heads,
+            vocab=model_config.vocab_size,
+            layer_linear_params=layer_linear,
+            other_params=total - layer_linear * len(body.layers) - head,
+            head_params=head,
+            lora_inputs=tuple(m.in_features for m in targets),
+            lora_outputs=tuple(m.out_features for m in targets),
+        )
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, run: RunConfig) -> ModelShape:
+        from transformers import AutoConfig
+
+        return cls.from_config(AutoConfig.from_pretrained(checkpoint, trust_remote_code=run.model.trust_remote_code),
+                               run)
+
+    @classmethod
+    def from_dict(cls, shape: dict, run: RunConfig) -> ModelShape:
+        from transformers import LlamaConfig
+
+        return cls.from_config(LlamaConfig(**shape), run)
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """How a run stores and computes: decides the bytes of every tensor below."""
+
+    device: str  # "cuda" or "cpu"
+    compute_bytes: int  # 2 for bf16/fp16, 4 for fp32
+    quantization: str  # nf4, fp4, int8 or none
+
+    @property
+    def weight_bytes(self) -> int:
+        """Unquantized weights load in the compute dtype on CUDA or when quantizing; on a CPU
+        without quantization in fp32, with autocast computing in `compute_bytes`."""
+        return self.compute_bytes if self.device == "cuda" or self.quantization != "none" else 4
+
+    @property
+    def packed_weight_bytes(self) -> float:
+        if self.quantization in ("nf4", "fp4"):
+            return 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit codes, 8-bit absmax per 64, fp32 per 256 of those
+        if self.quantization == "int8":
+            return 1.0 + 4 / 1024  # int8 codes, an fp32 scale per row (rows are about 4k wide)
+        return float(self.weight_bytes)
+
+    @property
+    def dropout_mask_bytes(self) -> int:
+        return 1 if self.device == "cuda" else 4  # CUDA's dropout keeps a bool mask, the CPU's one in the input's dtype
+
+
+def trained_layers(shape: ModelShape, run: RunConfig) -> int:
+    return shape.layers - shape.layers // 2 if run.model.lora_layers == "upper_half" else shape.layers
+
+
+def weights_bytes(shape: ModelShape, arith: Arithmetic) -> int:
+    packed = shape.layer_linear_params * shape.layers * arith.packed_weight_bytes
+    return int(packed + shape.other_params * arith.weight_bytes + shape.head_params * 4)
+
+
+def adapter_bytes(shape: ModelShape, run: RunConfig, arith: Arithmetic, training: bool) -> int:
+    """LoRA matrices and the classification layer in fp32; in training also their gradients and
+    the optimizer's two moments (8-bit AdamW: one byte each)."""
+    lora = run.model.lora_r * sum(i + o for i, o in zip(shape.lora_inputs, shape.lora_outputs))
+    params = lora * trained_layers(shape, run) + shape.head_params  # peft keeps the original head beside
+    if not training:
+        return params * 4
+    optimizer = run.train.optimizer
+    if optimizer == "auto":
+        optimizer = "adamw_8bit" if arith.device == "cuda" else "adamw"
+    moments = 2 if optimizer == "adamw_8bit" else 8
+    return params * (4 + 4 + moments)
+
+
+def layer_activation_bytes(shape: ModelShape, run: RunConfig, arith: Arithmetic, rows: int, length: int) -> int:
+    """What autograd keeps for the backward pass of one adapted decoder layer over a padded batch."""
+    c, h, tokens = arith.compute_bytes, shape.hidden, rows * length
+    per_token = 2 * 4 * h  # both RMSNorms keep their fp32 upcast input
+    for d_in in shape.lora_inputs:
+        # lora_A keeps its (autocast) input; dropout its mask; lora_B the rank-r intermediate.
+        mask = arith.dropout_mask_bytes if run.model.lora_dropout > 0 else 0
+        per_token += (c + mask) * d_in + c * run.model.lora_r
+    attention = shape.heads * shape.head_dim
+    # SDPA keeps q, k, v and its output (k and v repeated to every head when a padding mask is
+    # passed) and an fp32 log-sum-exp per head; the SiLU-gated MLP keeps gate, up and act(gate).
+    per_token += c * 4 * attention + 4 * shape.heads + 3 * c * shape.intermediate
+    mask = rows * length * length * c  # the boolean padding mask, turned into an additive one per layer
+    copies = 0
+    if arith.device != "cuda" and arith.quantization == "none" and c < 4:
+        copies = shape.layer_linear_params * c  # autocast's low-precision copies of fp32 weights
+    return tokens * per_token + mask + copies
+
+
+def top_activation_bytes(shape: ModelShape, run: RunConfig, rows: int, length: int) -> int:
+    """The final norm's fp32 input and the classification layer's fp32 input, every position."""
+    return rows * length * 4 * shape.hidden * 2
+
+
+def training_memory(shape: ModelShape, run: RunConfig, arith: Arithmetic, checkpointing: bool,
+                    rows: int | None = None, length: int | None = None) -> dict[str, int]:
+    """Peak bytes allocated in a training step, by part; `peak` is their sum. The batch defaults to
+    train.batch_size rows at model.max_length (the longest length bucket)."""
+    rows = rows or run.train.batch_size
+    length = length or run.model.max_length
+    c, h = arith.compute_bytes, shape.hidden
+    layer = layer_activation_bytes(shape, run, arith, rows, length)
+    trained = trained_layers(shape, run)
+    top = top_activation_bytes(shape, run, rows, length)
+    # The backward pass's own working set: gradients of the MLP's three wide tensors, a residual.
+    working = rows * length * (2 * c * shape.intermediate + 4 * h)
+    if checkpointing:
+        # Each adapted layer keeps only its input; backward recomputes one layer at a time.
+        saved = trained * rows * length * arith.weight_bytes * h + top
+        working += layer
+    else:
+        saved = trained * layer + top
+    parts = {
+        "weights": weights_bytes(shape, arith),
+        "adapter_and_optimizer": adapter_bytes(shape, run, arith, training=True),
+        "saved_activations": saved,
+        "working": working,
+    }
+    return parts | {"peak": sum(parts.values())}
+
+
+def inference_memory(shape: ModelShape, run: RunConfig, arith: Arithmetic, tokens_per_batch: int | None = None,
+                     length: int | None = None) -> dict[str, int]:
+    """Peak bytes allocated while predicting one batch (no gradients, no key-value cache)."""
+    length = length or run.model.max_length
+    tokens_per_batch = tokens_per_batch or run.predict.tokens_per_batch
+    rows = max(1, min(run.predict.max_batch_rows, tokens_per_batch // length))
+    tokens = rows * length
+    c, h, s = arith.compute_bytes, shape.hidden, arith.weight_bytes
+    attention = shape.heads * shape.head_dim
+    # Alive together at the MLP's product: the residual stream and its normed copy, gate or act,
+    # up and their product; before it, q, k, v (repeated) and the attention output.
+    per_token = 3 * s * h + c * h + max(3 * c * shape.intermediate, 4 * c * attention)
+    # The boolean padding mask; CUDA's memory-efficient kernel turns it into an additive one.
+    working = tokens * per_token + rows * length * length * (1 + (c if arith.device == "cuda" else 0))
+    if arith.device != "cuda" and arith.quantization == "none" and c < 4:
+        working += shape.layer_linear_params * c // 3  # autocast's copy of the weight in use
+    elif arith.quantization != "none":
+        working += shape.hidden * shape.intermediate * c  # the widest matrix, dequantized for its matmul
+    parts = {"weights": weights_bytes(shape, arith), "adapter": adapter_bytes(shape, run, arith, training=False),
+             "working": working}
+    return parts | {"peak": sum(parts.values())}
+
+
+def fits(peak: int, memory_bytes: int, device: str = "cuda") -> bool:
+    if device != "cuda":
+        return peak <= memory_bytes
+    return peak * (1 + FRAGMENTATION) + CUDA_CONTEXT_BYTES <= memory_bytes
+
+
+def training_flops(shape: ModelShape, run: RunConfig, tokens: float, mean_length: float, checkpointing: bool) -> float:
+    """Forward over every layer, backward (input gradients) over the adapted ones, and with
+    checkpointing their forward once more; 2 FLOPs per weight and token, plus attention."""
+    params = shape.layer_linear_params * shape.layers + shape.head_params
+    forward = 2 * params * tokens + 4 * shape.layers * shape.heads * shape.head_dim * mean_length * tokens
+    upper = trained_layers(shape, run) / shape.layers
+    return forward * (1 + upper * (2 if checkpointing else 1))
+
+
+def inference_flops(shape: ModelShape, tokens: float, mean_length: float) -> float:
+    params = shape.layer_linear_params * shape.layers + shape.head_params
+    return 2 * params * tokens + 4 * shape.layers * shape.heads * shape.head_dim * mean_length * tokens
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The rows one fold trains on and predicts, and their mean real length in tokens."""
+
+    train_rows: int
+    predict_rows: int
+    mean_tokens: float
+
+    @classmethod
+    def competition(cls, run: RunConfig, n_folds: int, rows: int = 57_477, test_rows: int = 25_000,
+                    mean_tokens: float = 650.0) -> Workload:
+        """The competition's sizes; 650 real tokens a row is the train set's mean at max_length 1024-2048."""
+        train = rows * (n_folds - 1) // n_folds * (2 if run.train.swap_augmentation else 1) * run.train.epochs
+        tta = 2 if run.predict.swap_tta else 1
+        return cls(train, (rows // n_folds + test_rows) * tta, min(mean_tokens, run.model.max_length))
+
+
+def fold_hours(shape: ModelShape, run: RunConfig, work: Workload, checkpointing: bool, tflops: float,
+               train_efficiency: float = TRAIN_EFFICIENCY,
+               predict_efficiency: float = PREDICT_EFFICIENCY) -> dict[str, float]:
+    """Hours of one fold's training and prediction at `tflops` dense peak times the efficiencies."""
+    train_tokens = work.train_rows * work.mean_tokens / TRAIN_PADDING_EFFICIENCY
+    predict_tokens = work.predict_rows * work.mean_tokens / PREDICT_PADDING_EFFICIENCY
+    train = training_flops(shape, run, train_tokens, work.mean_tokens, checkpointing)
+    predict = inference_flops(shape, predict_tokens, work.mean_tokens)
+    return {"train_hours": train / (tflops * 1e12 * train_efficiency) / 3600,
+            "predict_hours": predict / (tflops * 1e12 * predict_efficiency) / 3600}
+
+
+def settings_that_fit(shape: ModelShape, run: RunConfig, arith: Arithmetic, memory_bytes: int,
+                      checkpointing: bool) -> dict | None:
+    """The smallest change of the training settings whose plan fits: checkpointing first (it
+    changes the time, not the result), then smaller micro-batches (accumulation raised to keep the
+    rows per step), then shorter rows. None when even one row of 512 tokens does not fit."""
+    batch, accum = run.train.batch_size, run.train.grad_accum
+    lengths = [run.model.max_length] + [n for n in (2048, 1536, 1024, 768, 512) if n < run.model.max_length]
+    for length in lengths:
+        rows = batch
+        while rows >= 1:
+            peak = training_memory(shape, run, arith, True, rows, length)["peak"]
+            if fits(peak, memory_bytes, arith.device):
+                change = {} if checkpointing else {"train.gradient_checkpointing": True}
+                if rows != batch:
+                    change["train.batch_size"] = rows
+                    change["train.grad_accum"] = accum * math.ceil(batch / rows)
+                if length != run.model.max_length:
+                    change["model.max_length"] = length
+                return change | {"peak_gib": round(peak / GIB, 1)}
+            rows //= 2
+    return None
+
+
+def tokens_per_batch_that_fit(shape: ModelShape, run: RunConfig, arith: Arithmetic, memory_bytes: int) -> int | None:
+    tokens = run.predict.tokens_per_batch
+    while tokens >= run.model.max_length:
+        if fits(inference_memory(shape, run, arith, tokens)["peak"], memory_bytes, arith.device):
+            return tokens
+        tokens //= 2
+    return None
+
+
+def arithmetic_for(run: RunConfig, device: str, capability: tuple[int, int] | None = None,
+                   saved_quantization: str | None = None) -> Arithmetic:
+    """The arithmetic a run would pick on a device, without touching one (see modeling.compute_dtype)."""
+    import torch
+
+    from arenapref.modeling import PRECISIONS, cpu_has_native_bf16
+
+    quantization = saved_quantization or run.model.quantization
+    if quantization == "auto":
+        quantization = "nf4" if device == "cuda" else "none"
+    if run.train.precision != "auto":
+        dtype = PRECISIONS[run.train.precision]
+    elif device == "cuda":
+        dtype = torch.bfloat16 if capability is None or capability >= (8, 0) else torch.float16
+    else:
+        dtype = torch.bfloat16 if quantization == "none" and cpu_has_native_bf16() else torch.float32
+    return Arithmetic(device, dtype.itemsize, quantization)
+
+
+def resolve_checkpointing(run: RunConfig, device: str) -> bool:
+    setting = run.train.gradient_checkpointing
+    return device == "cuda" if setting == "auto" else bool(setting)
+
+
+def plan_gpu(shape: ModelShape, run: RunConfig, gpu: GpuClass, work: Workload,
+             saved_quantization: str | None = None, tflops: float | None = None) -> dict:
+    """One row of the plan: peaks, whether they fit `gpu`, the settings that would, and hours a fold."""
+    arith = arithmetic_for(run, "cuda", gpu.capability, saved_quantization)
+    memory = int(gpu.memory_gib * GIB)
+    checkpointing = resolve_checkpointing(run, "cuda")
+    train = training_memory(shape, run, arith, checkpointing)["peak"]
+    predict = inference_memory(shape, run, arith)["peak"]
+    row = {"gpu": gpu.name, "memory_gib": gpu.memory_gib, "checkpointing": checkpointing,
+           "train_peak_gib": round(train / GIB, 1), "train_fits": fits(train, memory),
+           "train_peak_without_checkpointing_gib": round(training_memory(shape, run, arith, False)["peak"] / GIB, 1),
+           "predict_peak_gib": round(predict / GIB, 1), "predict_fits": fits(predict, memory)}
+    if not row["train_fits"]:
+        row["train_settings_that_fit"] = settings_that_fit(shape, run, arith, memory, checkpointing)
+    if not row["predict_fits"]:
+        row["predict_tokens_per_batch_that_fits"] = tokens_per_batch_that_fit(shape, run, arith, memory)
+    hours = fold_hours(shape, run, work, checkpointing, tflops or gpu.dense_tflops)
+    return row | {name: round(value, 2) for name, value in hours.items()}
+
+
+def describe_change(change: dict | None) -> str:
+    if change is None:
+        return "nothing fits"
+    settings = [f"{key}: {str(value).lower() if isinstance(value, bool) else value}"
+                for key, value in change.items() if key != "peak_gib"]
+    return ", ".join(settings) + f" (peak {change['peak_gib']} GiB)"
+
+
+def plan_table(rows: list[dict]) -> str:
+    """The plan as a Markdown table, one row per GPU."""
+    lines = ["| GPU | training peak GiB (without checkpointing) | fits | inference peak GiB | fits "
+             "| hours a fold: train + predict | to fit |",
+             "| --- | ---: | --- | ---: | --- | ---: | --- |"]
+    for row in rows:
+        advice = []
+        if not row["train_fits"]:
+            advice.append(describe_change(row.get("train_settings_that_fit")))
+        if not row["predict_fits"]:
+            advice.append(f"predict.tokens_per_batch: {row.get('predict_tokens_per_batch_that_fits')}")
+        lines.append(f"| {row['gpu']} | {row['train_peak_gib']} ({row['train_peak_without_checkpointing_gib']}) "
+                     f"| {'yes' if row['train_fits'] else 'no'} | {row['predict_peak_gib']} "
+                     f"| {'yes' if row['predict_fits'] else 'no'} "
+                     f"| {row['train_hours']:.1f} + {row['predict_hours']:.1f} | {'; '.join(advice) or '-'} |")
+    return "\n".join(lines)
