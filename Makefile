@@ -9,7 +9,8 @@ CORES ?= all
 # Rules call `python`: make it the virtual environment's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lint format clean download submit export benchmark options-table report slurm-up slurm-down
+.PHONY: run test lint format clean download submit export benchmark options-table report slurm-up slurm-down \
+	plan gpu-env gpu-check gpu-wheels
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,36 @@ benchmark: $(STAMP)
 # augmentation; about 3 hours on 2 CPU cores): results/options/options.md.
 options-table: $(STAMP)
 	$(BIN)/python scripts/options_table.py --configfile config/config.yaml config/real-rows-cpu.yaml --cores $(CORES)
+
+# Memory and time of a fold before training: peak GPU memory of training and inference, whether it
+# fits 16/24/40/80 GB GPUs (or this machine's), the settings that would, hours a fold. Reads only
+# the checkpoint's config.json; before the download, the Llama-3.1-8B architecture stands in.
+PLAN_CONFIG ?= config/gpu-llama3-8b.yaml
+plan: $(STAMP)
+	$(BIN)/python scripts/plan.py --configfile $(PLAN_CONFIG) --shape llama-3.1-8b --gpu $${GPU:-auto}
+
+# On a CUDA machine, once: the CUDA build of the pinned torch in place of whatever build pip chose
+# (pip keeps a CPU build that matches the pin). CUDA_WHEELS: cu126, cu128, cu130 (see pytorch.org).
+CUDA_WHEELS ?= cu128
+gpu-env: $(STAMP)
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps "$$(grep '^torch==' requirements.txt)" \
+		--index-url https://download.pytorch.org/whl/$(CUDA_WHEELS)
+	$(BIN)/python -c "import torch; assert torch.cuda.is_available(), 'torch ' + torch.__version__ + \
+		' sees no GPU: check the NVIDIA driver (nvidia-smi) against CUDA ' + str(torch.version.cuda); \
+		print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name(0))"
+
+# The real path on this machine's GPU in about 5 minutes (results/gpu-check/gpu_check.{json,md}).
+gpu-check: $(STAMP)
+	$(BIN)/python scripts/gpu_check.py --out-dir results/gpu-check
+
+# Wheels for a bare CUDA machine with Python 3.12, torch, transformers and peft (what the GPU
+# check imports beyond those), into .whl/; install there with
+#   pip install --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site python3 scripts/gpu_check.py
+GPU_WHEELS := $(shell grep -E '^(bitsandbytes|jsonschema|jsonschema-specifications|referencing|rpds-py|attrs)==' requirements.txt)
+gpu-wheels: $(STAMP)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
 
 # A throwaway single-node SLURM on this machine (root), to try profiles/slurm by hand.
 SLURM_DIR ?= /tmp/arenapref-slurm

@@ -30,3 +30,18 @@ def settings_json(*sections):
     """Config sections as JSON for a script's --config; only the sections a rule reads, so a change
     elsewhere (say, inference batching) does not retrain the adapters."""
     return json.dumps({k: config[k] for k in sections}, sort_keys=True)
+
+
+def gpu_job_threads(wildcards):
+    """CPU threads of a GPU job: the cores shared among the GPU jobs that run at once, so that
+    `--cores all --resources gpu=4` trains four folds side by side (and `--resources gpu=1` gives
+    one job every core). Without a core count (a cluster run), 8."""
+
+    def value(resource):
+        return getattr(resource, "value", resource)
+
+    cores = value(workflow.global_resources.get("_cores"))
+    gpus = value(workflow.global_resources.get("gpu")) or 1
+    if not isinstance(cores, int) or cores > 4096:
+        return 8
+    return max(1, cores // max(1, int(gpus)))

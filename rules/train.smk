@@ -11,8 +11,8 @@ rule train_fold:
         "results/benchmarks/train_fold{fold}.tsv"
     conda:
         "../envs/model.yaml"
-    # Capped by --cores; torch uses what Snakemake grants (it sets OMP_NUM_THREADS).
-    threads: 8
+    # torch uses what Snakemake grants (it sets OMP_NUM_THREADS).
+    threads: gpu_job_threads
     resources:
         gpu=1,
         mem_mb=32000,
@@ -44,8 +44,8 @@ rule predict_fold:
         "results/benchmarks/predict_fold{fold}.tsv"
     conda:
         "../envs/model.yaml"
-    # Capped by --cores; torch uses what Snakemake grants (it sets OMP_NUM_THREADS).
-    threads: 8
+    # torch uses what Snakemake grants (it sets OMP_NUM_THREADS).
+    threads: gpu_job_threads
     resources:
         gpu=1,
         mem_mb=32000,
