@@ -10,6 +10,7 @@ rule download:
         sample_submission="data/kaggle/sample_submission.csv",
     log:
         "results/logs/download.log",
+    localrule: True  # needs the network, which compute nodes often lack
     conda:
         "../envs/data.yaml"
     params:
@@ -43,20 +44,23 @@ rule export_kaggle:
         " --out-dir {output} > {log} 2>&1"
 
 
+# Upload the export as a dataset, push the notebook that runs it, wait for the run (hours), submit that
+# notebook version: the competition scores notebooks only. results/kaggle_kernel (kernel-metadata.json,
+# run.py) is written by export_kaggle next to, not inside, the uploaded export.
 rule submit:
     input:
-        submission="results/submission.csv",
-        sample_submission=config["data"]["sample_submission"],
+        export="results/kaggle_export",
+        kernel="results/kaggle_kernel",
         metrics="results/metrics.json",
     output:
         "results/kaggle/submission_receipt.json",
     log:
         "results/logs/submit.log",
+    localrule: True  # needs the network, which compute nodes often lack
     conda:
         "../envs/data.yaml"
     params:
         script=script("kaggle_submit.py"),
     shell:
-        "python {params.script} --submission {input.submission}"
-        " --sample-submission {input.sample_submission:q} --metrics {input.metrics}"
-        " --receipt {output} > {log} 2>&1"
+        "python {params.script} --export-dir {input.export} --kernel-dir {input.kernel}"
+        " --metrics {input.metrics} --receipt {output} > {log} 2>&1"

@@ -1,42 +1,62 @@
 #!/usr/bin/env python
-"""Validate submission.csv against sample_submission.csv and submit it with the kaggle CLI; the
-message names the model, the config hash and the OOF log loss."""
+"""Submit to the notebook-only competition: upload the export folder as a Kaggle dataset (created, or a
+new version), push the notebook that runs its predict.py (GPU on, internet off), wait for the run, then
+submit that notebook version. The message names the model, the config hash and the OOF log loss; the
+receipt records what was uploaded, pushed and submitted."""
 
 import argparse
 import json
+import shlex
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import polars as pl  # noqa: E402
-
 from arenapref.cli import run_main  # noqa: E402
-from arenapref.io import file_sha256, write_json_atomic  # noqa: E402
-from arenapref.kaggle import COMPETITION, submission_message, submit  # noqa: E402
-from arenapref.submission import sample_submission_ids, validate_submission  # noqa: E402
+from arenapref.errors import KaggleError  # noqa: E402
+from arenapref.io import write_json_atomic  # noqa: E402
+from arenapref.kaggle import (  # noqa: E402
+    COMPETITION,
+    check_export_folder,
+    require_credentials,
+    submission_message,
+    submit_via_kernel,
+)
+from arenapref.kernel import check_kernel_folder  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--submission", type=Path, default=Path("results/submission.csv"))
-    parser.add_argument("--sample-submission", type=Path, required=True)
+    parser.add_argument("--export-dir", type=Path, default=Path("results/kaggle_export"),
+                        help="the folder export_kaggle writes; uploaded as the dataset")
+    parser.add_argument("--kernel-dir", type=Path, default=Path("results/kaggle_kernel"),
+                        help="kernel-metadata.json and run.py; kept outside the uploaded export")
     parser.add_argument("--metrics", type=Path, default=Path("results/metrics.json"))
-    parser.add_argument("--receipt", type=Path, required=True, help="JSON record of what was submitted")
+    parser.add_argument("--receipt", type=Path, default=Path("results/kaggle/submission_receipt.json"),
+                        help="JSON record of what was uploaded, pushed and submitted")
+    parser.add_argument("--poll-seconds", type=float, default=30, help="between status checks")
+    parser.add_argument("--timeout-hours", type=float, default=9.5,
+                        help="how long to wait for the notebook's run (Kaggle stops it after 9 hours)")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="stop after the push; the receipt has the command that submits the version later")
     args = parser.parse_args()
-    validate_submission(pl.read_csv(args.submission), sample_submission_ids(args.sample_submission))
+    if args.poll_seconds < 0 or args.timeout_hours <= 0:
+        raise KaggleError("--poll-seconds must be >= 0 and --timeout-hours > 0")
+    # Everything that can be checked here is, before the first call to Kaggle.
+    dataset_id = check_export_folder(args.export_dir)
+    check_kernel_folder(args.kernel_dir, dataset_id)
+    if not args.metrics.is_file():
+        raise KaggleError(f"{args.metrics}: no metrics; run the pipeline first (it names the submission)")
     message = submission_message(json.loads(args.metrics.read_text(encoding="utf-8")))
-    output = submit(args.submission, message)
-    write_json_atomic(args.receipt, {
-        "competition": COMPETITION,
-        "file": str(args.submission),
-        "sha256": file_sha256(args.submission),
-        "message": message,
-        "submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "kaggle_output": output,
-    })
-    print(f"submitted {args.submission} to {COMPETITION}: {message}")
+    require_credentials()
+    receipt = submit_via_kernel(args.export_dir, args.kernel_dir, message, poll_seconds=args.poll_seconds,
+                                timeout_seconds=args.timeout_hours * 3600, wait=not args.no_wait)
+    write_json_atomic(args.receipt, receipt)
+    where = f"{receipt['kernel_id']} version {receipt['version']}"
+    if receipt["submitted"]:
+        print(f"submitted {where} to {COMPETITION}: {message}")
+    else:
+        print(f"pushed {where}; submit it once complete with: {shlex.join(receipt['submit_command'])}")
     return 0
 
 

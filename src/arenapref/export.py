@@ -7,30 +7,22 @@ run `python predict.py --base-model /kaggle/input/...`; nothing is fetched at ru
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import polars as pl
-
-from arenapref import LABEL_COLUMNS
 from arenapref.config import SCHEMA_NAME, SCHEMA_PATH, RunConfig
 from arenapref.errors import CheckpointError
 from arenapref.io import atomic_dir, dir_sha256, write_json_atomic
 from arenapref.ensemble import Postprocessing
-from arenapref.features import predict_features_model
-from arenapref.jobs import Runtime, encode_for_prediction, package_versions, predict_rows
-from arenapref.modeling import check_checkpoint, load_trained_adapter
-from arenapref.preprocess import preprocess_test
-from arenapref.submission import validate_submission, write_submission
+from arenapref.jobs import package_versions
+from arenapref.modeling import check_checkpoint
+from arenapref.offline_predict import MANIFEST
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PREDICT_SCRIPT = PACKAGE_DIR.parents[1] / "scripts" / "kaggle_predict.py"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "tokenizer.model")
-MANIFEST = "export.json"
 
 
 def _copy_tokenizer(checkpoint: Path, dest: Path) -> list[str]:
@@ -83,33 +75,3 @@ def export_for_kaggle(out_dir: str | Path, adapters: Sequence[Path], checkpoint:
             "licenses": [{"name": "CC0-1.0"}],
         })
     return out
-
-
-def predict_with_export(export_dir: str | Path, test_csv: str | Path, base_model: str | Path,
-                        out_csv: str | Path, device: str | None = None) -> pl.DataFrame:
-    """Average the exported folds' probabilities for every row of `test_csv`; write a validated CSV."""
-    export_dir = Path(export_dir)
-    manifest = json.loads((export_dir / MANIFEST).read_text(encoding="utf-8"))
-    settings = manifest["settings"]
-    if device is not None:
-        settings = dict(settings, device=device)
-    run = RunConfig.from_config(settings)
-    base_model = check_checkpoint(base_model)
-    test, _ = preprocess_test(test_csv)
-    rt = Runtime.create(run, base_model, tokenizer_dir=export_dir / "tokenizer")
-    input_ids = encode_for_prediction(rt, run, test)  # tokenized once, shared by every fold
-    fold_probs = []
-    for fold in manifest["folds"]:
-        model = load_trained_adapter(rt.base_model(run, base_model), export_dir / "adapters" / fold["name"])
-        fold_probs.append(predict_rows(model, rt, run, test, fold["name"], input_ids)[0])
-        del model
-    mean = np.mean(fold_probs, axis=0)
-    mean = mean / mean.sum(axis=1, keepdims=True)
-    postprocessing = Postprocessing(**manifest.get("postprocessing", {}))
-    features = manifest.get("features_model")
-    mean = postprocessing.apply(mean, predict_features_model(features, test) if features else None)
-    ids = test["id"].to_list()
-    submission = pl.DataFrame({"id": ids, **{c: mean[:, k] for k, c in enumerate(LABEL_COLUMNS)}})
-    validate_submission(submission, ids)
-    write_submission(submission, out_csv)
-    return submission

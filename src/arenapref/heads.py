@@ -50,6 +50,10 @@ class ClassifierHead:
     def class_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
+    def logits_at(self, model, final_hidden: torch.Tensor) -> torch.Tensor:
+        """Class logits from the final hidden state of each row's last token (the active adapter's layer)."""
+        return model.get_base_model().score(final_hidden)
+
 
 class SftHead:
     """Causal-LM head. Training examples are trl prompt-completion examples: the prompt's labels are
@@ -96,10 +100,13 @@ class SftHead:
     def class_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self._hidden(model, input_ids, attention_mask)
         last = attention_mask.sum(dim=1) - 1  # rows are right-padded
-        final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return self.logits_at(model, hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
+
+    def logits_at(self, model, final_hidden: torch.Tensor) -> torch.Tensor:
+        """The three label tokens' logits from the final hidden state of each row's last prompt token."""
         weight = self._lm_head(model).weight[list(self.label_ids)]
-        with torch.autocast(final.device.type, enabled=False):  # three logits: fp32 costs nothing
-            return final.float() @ weight.float().T
+        with torch.autocast(final_hidden.device.type, enabled=False):  # three logits: fp32 costs nothing
+            return final_hidden.float() @ weight.float().T
 
 
 def label_token_ids(tokenizer) -> tuple[int, int, int]:

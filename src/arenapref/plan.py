@@ -36,6 +36,14 @@ class GpuClass:
     memory_gib: float
     capability: tuple[int, int]
     dense_tflops: float  # fp16/bf16 tensor-core peak without sparsity, from the vendors' data sheets
+    train_efficiency: float = TRAIN_EFFICIENCY
+    predict_efficiency: float = PREDICT_EFFICIENCY
+
+
+# A T4 reaches far less of its data-sheet peak (70 W cap, 4-bit dequantization in fp16): public
+# Kaggle notebooks scored one 9B 4-bit model over the 25,000 test rows in about 4.5 hours on 2 x T4,
+# about 9 TFLOP/s a card, 14 % of its 65.
+T4_PREDICT_EFFICIENCY = 0.14
 
 
 # Architectures to plan for before their weights are downloaded (`scripts/plan.py --shape`).
@@ -54,7 +62,7 @@ KNOWN_SHAPES = {
 }
 
 GPU_CLASSES = {
-    16: GpuClass("T4 16 GB", 15.0, (7, 5), 65.0),
+    16: GpuClass("T4 16 GB", 15.0, (7, 5), 65.0, train_efficiency=0.11, predict_efficiency=T4_PREDICT_EFFICIENCY),
     24: GpuClass("A10 24 GB", 22.0, (8, 6), 125.0),
     40: GpuClass("A100 40 GB", 39.4, (8, 0), 312.0),
     80: GpuClass("A100 80 GB", 79.1, (8, 0), 312.0),
@@ -373,7 +381,8 @@ def plan_gpu(shape: ModelShape, run: RunConfig, gpu: GpuClass, work: Workload,
         row["train_settings_that_fit"] = settings_that_fit(shape, run, arith, memory, checkpointing)
     if not row["predict_fits"]:
         row["predict_tokens_per_batch_that_fits"] = tokens_per_batch_that_fit(shape, run, arith, memory)
-    hours = fold_hours(shape, run, work, checkpointing, tflops or gpu.dense_tflops)
+    hours = fold_hours(shape, run, work, checkpointing, tflops or gpu.dense_tflops, gpu.train_efficiency,
+                       gpu.predict_efficiency)
     return row | {name: round(value, 2) for name, value in hours.items()}
 
 
@@ -401,3 +410,42 @@ def plan_table(rows: list[dict]) -> str:
                      f"| {'yes' if row['predict_fits'] else 'no'} "
                      f"| {row['train_hours']:.1f} + {row['predict_hours']:.1f} | {'; '.join(advice) or '-'} |")
     return "\n".join(lines)
+
+
+def shared_pass_cost(shape: ModelShape, run: RunConfig, folds: int) -> float:
+    """Forward passes that `folds` adapters cost with the layers below the adapters shared:
+    (1 + k) / 2 when they sit in the upper half."""
+    upper = trained_layers(shape, run) / shape.layers
+    return (1 - upper) + folds * upper
+
+
+def competition_mean_tokens(max_length: int) -> float:
+    """Real tokens a competition row keeps at `max_length` with a Llama-3 tokenizer: about 600 at
+    1024 and 700 at 2048 (longer rows are cut), in between linearly."""
+    if max_length <= 1024:
+        return min(600.0, float(max_length))
+    return 600.0 + 100.0 * min(1.0, (max_length - 1024) / 1024)
+
+
+def kaggle_hours(shape: ModelShape, run: RunConfig, folds: int, swap_tta: bool, rows: int = 25_000,
+                 gpus: int = 2, gpu: GpuClass = GPU_CLASSES[16], mean_tokens: float | None = None) -> float:
+    """Hours to predict `rows` test rows with `folds` adapters on `gpus` GPUs of a class (each its shard)."""
+    mean_tokens = mean_tokens or competition_mean_tokens(run.model.max_length)
+    tokens = rows * (2 if swap_tta else 1) * mean_tokens / PREDICT_PADDING_EFFICIENCY
+    flops = inference_flops(shape, tokens, mean_tokens) * shared_pass_cost(shape, run, folds)
+    return flops / (gpus * gpu.dense_tflops * 1e12 * gpu.predict_efficiency) / 3600
+
+
+def kaggle_plan(shape: ModelShape, run: RunConfig, exported_folds: int, budget_hours: float = 8.0,
+                rows: int = 25_000) -> dict:
+    """What --time-budget would choose for the hidden test set on Kaggle's 2 x T4, from the figures
+    above (the notebook measures its own throughput and decides again), and the hours of each option."""
+    options = []
+    for folds in range(exported_folds, 0, -1):
+        for tta in ((True, False) if run.predict.swap_tta else (False,)):
+            options.append({"folds": folds, "swap_tta": tta, "hours": round(kaggle_hours(shape, run, folds, tta,
+                                                                                       rows), 2)})
+    chosen = next((option for option in options if option["hours"] <= budget_hours), None)
+    return {"rows": rows, "gpus": "2 x T4", "budget_hours": budget_hours, "options": options, "chosen": chosen,
+            "assumption": f"{T4_PREDICT_EFFICIENCY:.0%} of the T4's {GPU_CLASSES[16].dense_tflops:.0f} TFLOP/s, "
+                          f"{competition_mean_tokens(run.model.max_length):.0f} real tokens a row"}

@@ -1,0 +1,142 @@
+"""Prediction for the hand-in: several folds on one base model with shared lower layers, a choice
+of folds, and shards on several workers merged back; each equal to the plain path."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from arenapref.config import RunConfig
+
+FOLDS = ("fold0", "fold1", "fold2")
+
+
+def _random_adapters(checkpoint, root, run, names=FOLDS):
+    """Adapters with random (non-zero) LoRA and head weights, so that the folds really differ."""
+    from arenapref.modeling import attach_new_adapter, load_base_model
+
+    paths = {}
+    for seed, name in enumerate(names):
+        torch.manual_seed(seed)
+        model = attach_new_adapter(load_base_model(checkpoint, run.model, torch.device("cpu"), torch.float32, 0),
+                                   run.model)
+        with torch.no_grad():
+            for parameter in (p for p in model.parameters() if p.requires_grad):
+                parameter.normal_(0, 0.1)
+        paths[name] = root / name / "adapter"
+        model.save_pretrained(paths[name])
+    return paths
+
+
+@pytest.mark.parametrize("head", ["classifier", "sft"])
+def test_shared_lower_layers_equal_one_fold_at_a_time(tiny_checkpoint, tiny_tokenizer, tmp_path, head):
+    from arenapref.heads import make_head
+    from arenapref.modeling import load_base_model, load_trained_adapter
+    from arenapref.multifold import first_adapted_layer, load_fold_adapters, predict_folds
+    from arenapref.predict import predict_probabilities
+
+    run = RunConfig.from_config({"model": {"head": head}})
+    adapters = _random_adapters(tiny_checkpoint, tmp_path, run)
+    model_head = make_head(head, tiny_tokenizer)
+    rng = np.random.default_rng(0)
+    pad = tiny_tokenizer.pad_token_id
+    ids = [list(rng.integers(5, 300, size=int(n))) for n in rng.integers(5, 60, size=23)]
+    cpu = torch.device("cpu")
+    one_at_a_time = {}
+    for name, path in adapters.items():
+        model = load_trained_adapter(load_base_model(tiny_checkpoint, run.model, cpu, torch.float32, pad), path)
+        one_at_a_time[name] = predict_probabilities(model, ids, cpu, torch.float32, pad, 256, 8, head=model_head)
+    model = load_fold_adapters(load_base_model(tiny_checkpoint, run.model, cpu, torch.float32, pad), adapters)
+    split = first_adapted_layer(adapters, model.config.num_hidden_layers)
+    assert split == model.config.num_hidden_layers // 2
+    shared = predict_folds(model, list(adapters), ids, cpu, torch.float32, pad, 256, 8, model_head, split)
+    for name in adapters:
+        np.testing.assert_allclose(shared[name], one_at_a_time[name], atol=1e-5)
+    assert np.abs(shared["fold0"] - shared["fold1"]).max() > 1e-3  # the folds do differ
+
+
+@pytest.fixture(scope="module")
+def export_folder(tiny_checkpoint, tmp_path_factory):
+    from arenapref.export import export_for_kaggle
+
+    root = tmp_path_factory.mktemp("export")
+    run = RunConfig.from_config({"model": {"max_length": 96}, "predict": {"tokens_per_batch": 512, "precision": "fp32"},
+                                 "device": "cpu"})
+    adapters = _random_adapters(tiny_checkpoint, root / "folds", run)
+    return export_for_kaggle(root / "kaggle_export", list(adapters.values()), tiny_checkpoint, run, {},
+                             "someone/arenapref-adapters")
+
+
+@pytest.fixture(scope="module")
+def test_csv(tmp_path_factory):
+    from arenapref.sample_data import write_sample
+
+    return write_sample(tmp_path_factory.mktemp("sample"), 24, 17, seed=9)["test"]
+
+
+def _predict(export_folder, test_csv, tiny_checkpoint, tmp_path, **options):
+    from arenapref.offline_predict import PredictOptions, write_predictions
+
+    out = tmp_path / f"submission-{len(list(tmp_path.iterdir()))}.csv"
+    write_predictions(export_folder, test_csv, tiny_checkpoint, out, PredictOptions(**options))
+    return pl.read_csv(out).sort("id")
+
+
+def test_shards_on_two_workers_merge_to_the_one_process_result(export_folder, test_csv, tiny_checkpoint, tmp_path):
+    one = _predict(export_folder, test_csv, tiny_checkpoint, tmp_path, workers=1)
+    two = _predict(export_folder, test_csv, tiny_checkpoint, tmp_path, workers=2)
+    assert one["id"].to_list() == two["id"].to_list() and one.height == 17
+    np.testing.assert_allclose(two.drop("id").to_numpy(), one.drop("id").to_numpy(), atol=1e-5)
+    # In bf16 the rows batched beside a row shift its result (padding, reduction order): measured, bounded.
+    one = _predict(export_folder, test_csv, tiny_checkpoint, tmp_path, workers=1, precision="bf16")
+    two = _predict(export_folder, test_csv, tiny_checkpoint, tmp_path, workers=2, precision="bf16")
+    spread = np.abs(two.drop("id").to_numpy() - one.drop("id").to_numpy()).max()
+    print(f"bf16 shard-vs-one-process spread: {spread:.2e}")
+    assert spread < 5e-3
+
+
+def test_chosen_folds_are_the_ones_averaged(export_folder, test_csv, tiny_checkpoint, tmp_path):
+    from arenapref.errors import ConfigError
+    from arenapref.offline_predict import PredictOptions, parse_folds, predict_export
+
+    assert parse_folds("0,2") == ("fold0", "fold2") and parse_folds("all") is None
+    each = {name: predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(folds=(name,)))[1]
+            for name in ("fold0", "fold2")}
+    both = predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(folds=("fold0", "fold2")))
+    assert both[2]["folds"] == ["fold0", "fold2"]
+    expected = (each["fold0"] + each["fold2"]) / 2
+    np.testing.assert_allclose(both[1], expected / expected.sum(axis=1, keepdims=True), atol=1e-6)
+    with pytest.raises(ConfigError, match="fold7 not in the export"):
+        predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(folds=("fold7",)))
+
+
+def test_swap_tta_and_max_length_options_change_the_run(export_folder, test_csv, tiny_checkpoint, tmp_path):
+    plain = _predict(export_folder, test_csv, tiny_checkpoint, tmp_path)
+    tta = _predict(export_folder, test_csv, tiny_checkpoint, tmp_path, swap_tta=True)
+    short = _predict(export_folder, test_csv, tiny_checkpoint, tmp_path, max_length=64)
+    assert np.abs(tta.drop("id").to_numpy() - plain.drop("id").to_numpy()).max() > 1e-4
+    assert np.abs(short.drop("id").to_numpy() - plain.drop("id").to_numpy()).max() > 1e-4
+
+
+def test_time_budget_drops_tta_then_folds_to_fit(export_folder, test_csv, tiny_checkpoint):
+    from arenapref.offline_predict import PredictOptions, choose_plan, parse_hours, predict_export
+
+    assert parse_hours("8h") == 8 and parse_hours("90m") == 1.5 and parse_hours("2.5") == 2.5
+    cost = lambda folds: 0.5 + 0.5 * folds  # noqa: E731 - the upper half per fold, the lower half once
+    folds = ["fold0", "fold1", "fold2"]
+    # 1e-3 s per pass-token, 1,000 tokens: all three folds with TTA take 4 s, without 2 s; two folds 1.5 s.
+    assert choose_plan(1e-3, 1000, folds, True, cost, 4.0)["swap_tta"] is True
+    plan = choose_plan(1e-3, 1000, folds, True, cost, 2.0)
+    assert (plan["folds"], plan["swap_tta"]) == (folds, False)
+    plan = choose_plan(1e-3, 1000, folds, True, cost, 1.6)
+    assert (plan["folds"], plan["swap_tta"]) == (["fold0", "fold1"], False)
+    assert choose_plan(1e-3, 1000, folds, False, cost, 2.0, workers=2)["folds"] == folds  # halved by two workers
+    assert choose_plan(1e-3, 1000, folds, False, cost, 0.1).get("over_budget")
+
+    roomy = predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(time_budget_hours=1.0,
+                                                                                     swap_tta=True))[2]
+    assert roomy["folds"] == ["fold0", "fold1", "fold2"] and roomy["swap_tta"] is True
+    tight = predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(time_budget_hours=1e-9))[2]
+    assert tight["folds"] == ["fold0"] and tight["plan"]["over_budget"]
