@@ -28,20 +28,31 @@ rule export_kaggle:
         postprocessing="results/postprocessing.json",
         features_model="results/features/model.json",
     output:
-        directory("results/kaggle_export"),
+        export=directory("results/kaggle_export"),
+        kernel=directory("results/kaggle_kernel"),
     log:
         "results/logs/export_kaggle.log",
+    localrule: True  # fetches the wheels from PyPI
     conda:
         "../envs/model.yaml"
     params:
         script=script("export_kaggle.py"),
         settings=settings_json("model", "train", "predict", "device"),
         dataset_id=config["kaggle"]["dataset_id"],
+        kernel_id=config["kaggle"]["kernel_id"],
+        base_model=config["kaggle"]["base_model"],
+        time_budget=config["kaggle"]["time_budget"],
+        wheels=(
+            f"--wheels-python {config['kaggle']['wheels_python']}"
+            if config["kaggle"]["wheels_python"]
+            else ""
+        ),
     shell:
         "python {params.script} --adapters {input.adapters} --checkpoint {input.checkpoint:q}"
         " --metrics {input.metrics} --postprocessing {input.postprocessing}"
         " --features-model {input.features_model} --config {params.settings:q} --dataset-id {params.dataset_id:q}"
-        " --out-dir {output} > {log} 2>&1"
+        " --kernel-dir {output.kernel} --kernel-id {params.kernel_id:q} --base-model {params.base_model:q}"
+        " --time-budget {params.time_budget:q} {params.wheels} --out-dir {output.export} > {log} 2>&1"
 
 
 # Upload the export as a dataset, push the notebook that runs it, wait for the run (hours), submit that

@@ -140,3 +140,39 @@ def test_time_budget_drops_tta_then_folds_to_fit(export_folder, test_csv, tiny_c
     assert roomy["folds"] == ["fold0", "fold1", "fold2"] and roomy["swap_tta"] is True
     tight = predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(time_budget_hours=1e-9))[2]
     assert tight["folds"] == ["fold0"] and tight["plan"]["over_budget"]
+
+
+@pytest.mark.slow
+def test_export_installs_offline_and_predicts_the_real_test_rows(tmp_path, tiny_checkpoint, real_data):
+    """The hand-in as the notebook runs it: the export's wheels into an interpreter that has only
+    torch, no index reachable, then the export's own predict.py on Kaggle's 3-row test.csv."""
+    import json
+    import subprocess
+
+    from test_wheels import PY, _run, kaggle_like_venv, wheel_cache
+
+    from arenapref.export import export_for_kaggle
+
+    cache = wheel_cache()
+    run = RunConfig.from_config({"model": {"max_length": 96}, "device": "cpu"})
+    adapters = _random_adapters(tiny_checkpoint, tmp_path / "folds", run, names=("fold0", "fold1"))
+    export = export_for_kaggle(tmp_path / "kaggle_export", list(adapters.values()), tiny_checkpoint, run, {},
+                               "someone/arenapref-adapters", wheels_python=PY,
+                               wheel_index_args=["--no-index", "--find-links", str(cache)])
+    manifest = json.loads((export / "export.json").read_text())
+    assert manifest["wheels"]["count"] > 20 and manifest["kaggle_plan"]["chosen"]["folds"] >= 1
+    python = kaggle_like_venv(tmp_path)
+    _run([python, "-m", "pip", "install", "--no-index", "--find-links", str(export / "wheels"), "-r",
+          str(export / "wheels" / "requirements.txt")])
+    out = tmp_path / "working" / "submission.csv"
+    out.parent.mkdir()
+    done = subprocess.run([python, str(export / "predict.py"), "--base-model", str(tiny_checkpoint), "--test",
+                           str(real_data / "test.csv"), "--out", str(out), "--time-budget", "1h"],
+                          capture_output=True, text=True, cwd=out.parent, timeout=900,
+                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PIP_CONFIG_FILE": "/dev/null",
+                               "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    submission = pl.read_csv(out)
+    assert submission.height == 3
+    np.testing.assert_allclose(submission.drop("id").to_numpy().sum(axis=1), 1, atol=1e-6)
+    assert "plan: fold0, fold1" in done.stderr

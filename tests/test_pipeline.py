@@ -113,11 +113,16 @@ def run_exported_predict(export: Path, test_csv: Path, checkpoint: Path, out: Pa
 
 
 def check_kaggle_export(workdir: Path, config: dict, checkpoint: Path, folds=("fold0", "fold1", "fold2")) -> None:
-    run_snakemake(workdir, config, "export_kaggle")
+    # Wheels are tested on their own (test_wheels.py); here the packages of this environment serve.
+    run_snakemake(workdir, {**config, "kaggle": {"wheels_python": None}}, "export_kaggle")
     export = workdir / "results" / "kaggle_export"
     assert sorted(p.name for p in (export / "adapters").iterdir()) == list(folds)
     metadata = json.loads((export / "dataset-metadata.json").read_text())
     assert metadata["id"].endswith("/arenapref-adapters") and metadata["licenses"]
+    manifest = json.loads((export / "export.json").read_text())
+    assert manifest["wheels"] is None and manifest["kaggle_plan"]["gpus"] == "2 x T4"
+    kernel = json.loads((workdir / "results" / "kaggle_kernel" / "kernel-metadata.json").read_text())
+    assert kernel["enable_internet"] is False and kernel["dataset_sources"][0] == metadata["id"]
     # Moved away from the repository, the folder predicts the same test set as the pipeline did.
     moved = workdir / "elsewhere" / "export"
     moved.parent.mkdir()

@@ -131,9 +131,8 @@ def _link_distribution(name: str, folder: Path) -> None:
             (folder / top).symlink_to(source)
 
 
-@pytest.mark.slow
-def test_wheels_install_offline_beside_the_images_torch(tmp_path):
-    # A persistent wheelhouse makes reruns network-free; the export folder is then built from it alone.
+def wheel_cache() -> Path:
+    """A persistent wheelhouse of the closure for this Python, filled once; reruns need no network."""
     cache = Path(os.environ.get("ARENAPREF_WHEEL_CACHE", Path.home() / ".cache" / "arenapref-wheels")) / f"py{PY}"
     pins = requirement_closure(PREDICT_ROOTS, exclude=TORCH_PROVIDED, python_version=PY)
     try:
@@ -142,6 +141,31 @@ def test_wheels_install_offline_beside_the_images_torch(tmp_path):
         if "could not reach the package index" in str(error):
             pytest.skip(f"PyPI cannot be reached: {error}")
         raise
+    return cache
+
+
+def kaggle_like_venv(root: Path) -> str:
+    """Kaggle's image: a fresh interpreter that already has torch (and what torch needs), not from our
+    wheels, and nothing else of ours. Returns its python."""
+    venv = root / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)])
+    python = str(venv / "bin" / "python")
+    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    assert site != Path(sysconfig.get_paths()["purelib"])
+    image = root / "image-site-packages"
+    image.mkdir()
+    for name in requirement_closure(["torch"], exclude=("nvidia-*",)):
+        _link_distribution(name, image)
+    # the venv's own setuptools (65.x on 3.11) would shadow the image's and break torch's setuptools>=77
+    _run([python, "-m", "pip", "uninstall", "--yes", "--quiet", "setuptools"])
+    (site / "kaggle_image.pth").write_text(f"{image}\n", encoding="utf-8")
+    return python
+
+
+@pytest.mark.slow
+def test_wheels_install_offline_beside_the_images_torch(tmp_path):
+    cache = wheel_cache()
+    pins = requirement_closure(PREDICT_ROOTS, exclude=TORCH_PROVIDED, python_version=PY)
     wheels = tmp_path / "wheels"
     summary = wheels_for_export(wheels, "classifier", PY, index_args=["--no-index", "--find-links", str(cache)])
     print(f"\n{summary['count']} wheels, {summary['total_mb']} MB for Python {PY}")
@@ -149,21 +173,8 @@ def test_wheels_install_offline_beside_the_images_torch(tmp_path):
     assert summary["total_mb"] > 0 and summary["python_version"] == PY
     assert not list(wheels.glob("torch-*")) and "torch==" not in (wheels / "requirements.txt").read_text()
 
-    # Kaggle's image: a fresh interpreter that already has torch (and what torch needs), not from our wheels.
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)])
-    python = str(venv / "bin" / "python")
-    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
-    assert site != Path(sysconfig.get_paths()["purelib"])
+    python = kaggle_like_venv(tmp_path)
     image = tmp_path / "image-site-packages"
-    image.mkdir()
-    provided = requirement_closure(["torch"], exclude=("nvidia-*",))
-    for name in provided:
-        _link_distribution(name, image)
-    # the venv's own setuptools (65.x on 3.11) would shadow the image's and break torch's setuptools>=77
-    _run([python, "-m", "pip", "uninstall", "--yes", "--quiet", "setuptools"])
-    (site / "kaggle_image.pth").write_text(f"{image}\n", encoding="utf-8")
-
     _run(install_command(str(wheels), python=python))
 
     code = ("import torch, transformers, peft, polars, jsonschema, yaml, tqdm, safetensors, tokenizers, bitsandbytes; "
@@ -176,8 +187,3 @@ def test_wheels_install_offline_beside_the_images_torch(tmp_path):
     assert len(torches) == 1 and Path(torches[0]["location"]) == image
     versions = {normalize(entry["name"]): entry["version"] for entry in listed}
     assert {name: versions.get(name) for name in pins} == pins
-
-    # predict.py's import chain: the package as copied into the export, nothing else on the path
-    chain = ("import arenapref.export, arenapref.cli, arenapref.modeling; "
-             "from transformers import AutoTokenizer, BitsAndBytesConfig; from peft import PeftModel")
-    _run([python, "-c", chain], PYTHONPATH=str(ROOT / "src"))

@@ -37,11 +37,17 @@ def _copy_tokenizer(checkpoint: Path, dest: Path) -> list[str]:
 
 def export_for_kaggle(out_dir: str | Path, adapters: Sequence[Path], checkpoint: Path, run: RunConfig,
                       metrics: dict, dataset_id: str, postprocessing: Postprocessing | None = None,
-                      features_model: dict | None = None) -> Path:
+                      features_model: dict | None = None, wheels_python: str | None = None,
+                      wheel_index_args: list[str] | None = None, time_budget_hours: float = 8.0) -> Path:
     """Write the export folder atomically (staged beside `out_dir`, renamed into place).
 
     `postprocessing` and `features_model` (needed when it blends) make the export's predictions
-    the same as submission.csv's."""
+    the same as submission.csv's. With `wheels_python` ("3.11": the Kaggle image's Python) the
+    folder carries the pinned wheels predict.py needs besides torch, installed offline in the
+    notebook. The manifest records the plan --time-budget would make for the hidden test set."""
+    from arenapref.plan import ModelShape, kaggle_plan
+    from arenapref.wheels import wheels_for_export
+
     out = Path(out_dir)
     checkpoint = check_checkpoint(checkpoint)
     with atomic_dir(out) as staging:
@@ -57,8 +63,14 @@ def export_for_kaggle(out_dir: str | Path, adapters: Sequence[Path], checkpoint:
         shutil.copytree(PACKAGE_DIR, staging / "arenapref", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy2(SCHEMA_PATH, staging / "arenapref" / SCHEMA_NAME)  # defaults and limits of the settings
         shutil.copy2(PREDICT_SCRIPT, staging / "predict.py")
+        wheels = None
+        if wheels_python:
+            wheels = wheels_for_export(staging / "wheels", run.model.head, wheels_python, wheel_index_args)
+        shape = ModelShape.from_checkpoint(checkpoint, run)
         manifest = {
             "settings": run.as_config(),
+            "wheels": wheels,
+            "kaggle_plan": kaggle_plan(shape, run, len(folds), time_budget_hours),
             "folds": folds,
             "base_model": {"name": checkpoint.name, "trained_with": str(checkpoint)},
             "tokenizer_files": tokenizer_files,
