@@ -12,6 +12,7 @@ wildcard_constraints:
 
 
 FOLDS = list(range(config["folds"]["n"]))
+FULL_FIT = config["folds"]["full_fit"]
 SAMPLE_DIR = "results/sample"
 EMBEDDED_CHECKPOINT = "results/model/smollm2-135m-instruct"
 SCRIPTS = Path(workflow.basedir) / "scripts"
@@ -45,3 +46,16 @@ def gpu_job_threads(wildcards):
     if not isinstance(cores, int) or cores > 4096:
         return 8
     return max(1, cores // max(1, int(gpus)))
+
+
+def fold_adapters():
+    """Every trained adapter's folder name under results/folds/: fold0.. and, with folds.full_fit, full."""
+    return [f"fold{k}" for k in FOLDS] + (["full"] if FULL_FIT else [])
+
+
+def submission_adapters():
+    """The adapters whose test predictions the submission averages (ensemble.adapters)."""
+    chosen = config["ensemble"]["adapters"]
+    if not FULL_FIT or chosen == "folds":
+        return [f"fold{k}" for k in FOLDS]
+    return ["full"] if chosen == "full" else fold_adapters()

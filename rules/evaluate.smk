@@ -43,7 +43,7 @@ rule evaluate:
 
 rule submission:
     input:
-        test=expand("results/folds/fold{fold}/test.parquet", fold=FOLDS),
+        test=expand("results/folds/{name}/test.parquet", name=submission_adapters()),
         sample_submission=config["data"]["sample_submission"],
         postprocessing="results/postprocessing.json",
         features="results/features/test.parquet",

@@ -22,7 +22,7 @@ rule download:
 
 rule export_kaggle:
     input:
-        adapters=expand("results/folds/fold{fold}/adapter", fold=FOLDS),
+        adapters=expand("results/folds/{name}/adapter", name=fold_adapters()),
         checkpoint=model_checkpoint(),
         metrics="results/metrics.json",
         postprocessing="results/postprocessing.json",

@@ -22,8 +22,9 @@ rule train_fold:
         settings=settings_json("model", "train", "device"),
         # Resume state is not a declared output: Snakemake deletes those when a job fails.
         resume_dir="results/resume/fold{fold}",
+        fold="{fold}",
     shell:
-        "python {params.script} --data {input.data} --fold {wildcards.fold}"
+        "python {params.script} --data {input.data} --fold {params.fold}"
         " --checkpoint {input.checkpoint:q} --config {params.settings:q}"
         " --adapter-dir {output.adapter} --log {output.log}"
         " --resume-dir {params.resume_dir} > {log} 2>&1"
@@ -57,3 +58,47 @@ rule predict_fold:
         "python {params.script} --data {input.data} --test {input.test} --fold {wildcards.fold}"
         " --checkpoint {input.checkpoint:q} --adapter-dir {input.adapter}"
         " --config {params.settings:q} --out-oof {output.oof} --out-test {output.test} > {log} 2>&1"
+
+
+# The full fit (folds.full_fit): every row, a fold's optimizer steps; test predictions only.
+use rule train_fold as train_full with:
+    output:
+        adapter=directory("results/folds/full/adapter"),
+        log="results/folds/full/train_log.json",
+    log:
+        "results/logs/train_full.log",
+    benchmark:
+        "results/benchmarks/train_full.tsv"
+    params:
+        script=script("train_fold.py"),
+        settings=settings_json("model", "train", "device"),
+        resume_dir="results/resume/full",
+        fold="full",
+
+
+rule predict_full:
+    input:
+        data="results/data/train.parquet",
+        test="results/data/test.parquet",
+        checkpoint=model_checkpoint(),
+        adapter="results/folds/full/adapter",
+    output:
+        test="results/folds/full/test.parquet",
+    log:
+        "results/logs/predict_full.log",
+    benchmark:
+        "results/benchmarks/predict_full.tsv"
+    conda:
+        "../envs/model.yaml"
+    threads: gpu_job_threads
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=240,
+    params:
+        script=script("predict_fold.py"),
+        settings=settings_json("model", "train", "predict", "device"),
+    shell:
+        "python {params.script} --data {input.data} --test {input.test} --fold full"
+        " --checkpoint {input.checkpoint:q} --adapter-dir {input.adapter}"
+        " --config {params.settings:q} --out-test {output.test} > {log} 2>&1"

@@ -29,6 +29,9 @@ def main() -> int:
                         help="run only the training comparison, once per seed, and report the mean difference")
     parser.add_argument("--oof-comparison", type=int, metavar="FOLDS",
                         help="run only the out-of-fold comparison: both methods train every fold of FOLDS as configured")
+    parser.add_argument("--shared-folds", type=int, metavar="FOLDS",
+                        help="run only the hand-in comparison: FOLDS adapters one at a time against all on one model "
+                        "with the lower layers shared")
     parser.add_argument("--out-json", required=True, type=Path)
     parser.add_argument("--out-md", required=True, type=Path)
     args = parser.parse_args()
@@ -39,6 +42,19 @@ def main() -> int:
     from arenapref.io import write_json_atomic, write_text_atomic
 
     run = RunConfig.from_config(load_config_arg(args.config))
+    if args.shared_folds:
+        from arenapref.bench.folds import bench_shared_folds, shared_folds_table
+        from arenapref.jobs import Runtime
+        from arenapref.preprocess import preprocess_train
+
+        table, _ = preprocess_train(args.train, n_folds=2, seed=0)
+        rt = Runtime.create(run, args.checkpoint)
+        input_ids = rt.encode(table.head(40 if args.quick else 200))
+        result = bench_shared_folds(args.checkpoint, run, rt, input_ids, args.shared_folds)
+        write_json_atomic(args.out_json, result)
+        write_text_atomic(args.out_md, shared_folds_table(result))
+        print(shared_folds_table(result))
+        return 0
     if args.training_seeds or args.oof_comparison:
         if args.training_seeds:
             study = training_seed_study(args.train, args.checkpoint, run, args.training_seeds, args.quick)

@@ -9,7 +9,7 @@ from pathlib import Path
 # Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from arenapref.cli import run_main  # noqa: E402
+from arenapref.cli import fold_arg, run_main  # noqa: E402
 from arenapref.config import RunConfig, load_config_arg  # noqa: E402
 
 
@@ -17,11 +17,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="train parquet with folds")
     parser.add_argument("--test", required=True, type=Path, help="test parquet")
-    parser.add_argument("--fold", required=True, type=int)
+    parser.add_argument("--fold", required=True, type=fold_arg, help="a fold, or full (test rows only)")
     parser.add_argument("--checkpoint", required=True, type=Path, help="local Llama checkpoint directory")
     parser.add_argument("--adapter-dir", required=True, type=Path, help="the fold's trained adapter")
     parser.add_argument("--config", help="model/predict settings: inline JSON or a YAML/JSON file")
-    parser.add_argument("--out-oof", required=True, type=Path, help="parquet of out-of-fold probabilities")
+    parser.add_argument("--out-oof", type=Path, help="parquet of out-of-fold probabilities (not for full)")
     parser.add_argument("--out-test", required=True, type=Path, help="parquet of test probabilities")
     args = parser.parse_args()
 

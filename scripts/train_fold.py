@@ -8,14 +8,14 @@ from pathlib import Path
 # Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from arenapref.cli import run_main  # noqa: E402
+from arenapref.cli import fold_arg, run_main  # noqa: E402
 from arenapref.config import RunConfig, load_config_arg  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="train parquet from preprocessing")
-    parser.add_argument("--fold", required=True, type=int, help="fold to hold out")
+    parser.add_argument("--fold", required=True, type=fold_arg, help="fold to hold out, or full: every row")
     parser.add_argument("--checkpoint", required=True, type=Path, help="local Llama checkpoint directory")
     parser.add_argument("--config", help="model/train settings: inline JSON or a YAML/JSON file")
     parser.add_argument("--adapter-dir", required=True, type=Path, help="where to write the trained adapter")
@@ -27,7 +27,7 @@ def main() -> int:
 
     run = RunConfig.from_config(load_config_arg(args.config))
     summary = train_fold(args.data, args.fold, args.checkpoint, run, args.adapter_dir, args.log, args.resume_dir)
-    print(f"fold {args.fold}: {summary['optimizer_steps']} steps in {summary['seconds']} s, "
+    print(f"fold {summary['fold']}: {summary['optimizer_steps']} steps in {summary['seconds']} s, "
           f"final loss {summary['final_loss']}")
     return 0
 

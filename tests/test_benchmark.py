@@ -156,3 +156,18 @@ def test_large_model_path_runs_on_a_small_shape(tmp_path, tiny_checkpoint):
     for mode, entry in results.items():
         print(mode, entry.get("error") or entry["ours"]["real_tokens_per_s"])
         assert "error" in entry or entry["max_probability_difference"] < 1e-2
+
+
+def test_shared_folds_comparison_runs_and_agrees(tmp_path, tiny_checkpoint):
+    """`benchmark.py --shared-folds`: both ways give the same probabilities; the table is written."""
+    from arenapref.bench.folds import bench_shared_folds, shared_folds_table
+    from arenapref.config import RunConfig
+    from arenapref.jobs import Runtime
+
+    run = RunConfig.from_config({"model": {"max_length": 64}, "predict": {"precision": "fp32"}})
+    rt = Runtime.create(run, tiny_checkpoint)
+    ids = [[1, *range(5, 5 + n)] for n in (8, 12, 20, 30, 9, 15, 40, 3)]
+    result = bench_shared_folds(tiny_checkpoint, run, rt, ids, folds=3)
+    assert result["max_probability_difference"] < 1e-5 and result["shared_layers"] == 2
+    assert result["expected_speedup"] == pytest.approx(3 / 2)  # (1 + 3) / 2 passes instead of 3
+    assert result["seconds_shared"] > 0 and "| all folds on one model" in shared_folds_table(result)

@@ -15,19 +15,9 @@ FOLDS = ("fold0", "fold1", "fold2")
 
 def _random_adapters(checkpoint, root, run, names=FOLDS):
     """Adapters with random (non-zero) LoRA and head weights, so that the folds really differ."""
-    from arenapref.modeling import attach_new_adapter, load_base_model
+    from arenapref.bench.folds import random_adapters
 
-    paths = {}
-    for seed, name in enumerate(names):
-        torch.manual_seed(seed)
-        model = attach_new_adapter(load_base_model(checkpoint, run.model, torch.device("cpu"), torch.float32, 0),
-                                   run.model)
-        with torch.no_grad():
-            for parameter in (p for p in model.parameters() if p.requires_grad):
-                parameter.normal_(0, 0.1)
-        paths[name] = root / name / "adapter"
-        model.save_pretrained(paths[name])
-    return paths
+    return random_adapters(checkpoint, run, names, root)
 
 
 @pytest.mark.parametrize("head", ["classifier", "sft"])

@@ -74,7 +74,7 @@ def check_outputs(workdir: Path, n_folds: int, sample_submission: Path) -> dict:
 def test_pipeline_on_generated_sample(tmp_path, tiny_checkpoint):
     config = {
         "data": {"sample": {"n_train": 80, "n_test": 12, "seed": 1}},
-        "folds": {"n": 3},
+        "folds": {"n": 3, "full_fit": True},
         "model": {"checkpoint": str(tiny_checkpoint), "max_length": 128},
         "train": FAST_TRAIN,
     }
@@ -90,6 +90,21 @@ def test_pipeline_on_generated_sample(tmp_path, tiny_checkpoint):
     assert np.isfinite(metrics["features_baseline"]["log_loss"])
     scaling = metrics["temperature_scaling"]
     assert scaling["temperature"] > 0 and scaling["log_loss_before"] == pytest.approx(metrics["overall"]["log_loss"])
+    # The full fit: every row, a fold's optimizer steps; its test predictions join the fold average.
+    full = json.loads((tmp_path / "results/folds/full/train_log.json").read_text())
+    fold0 = json.loads((tmp_path / "results/folds/fold0/train_log.json").read_text())
+    table = pl.read_parquet(tmp_path / "results/data/train.parquet")
+    assert full["fold"] == "full" and full["rows"] == table.height > fold0["rows"]
+    assert full["optimizer_steps"] == fold0["optimizer_steps"]
+    from arenapref.ensemble import Postprocessing
+    from arenapref.submission import average_folds
+
+    averaged = average_folds([tmp_path / f"results/folds/{name}/test.parquet" for name in ("fold0", "fold1", "fold2",
+                                                                                         "full")])
+    applied = json.loads((tmp_path / "results" / "postprocessing.json").read_text())
+    expected = Postprocessing(**applied).apply(averaged.drop("id").to_numpy())
+    submission = pl.read_csv(tmp_path / "results" / "submission.csv").sort("id")
+    np.testing.assert_allclose(submission.drop("id").to_numpy(), expected, atol=1e-6)
 
     # Nothing changed: nothing to do.
     assert planned_jobs(run_snakemake(tmp_path, config, "-n")) == {}
@@ -100,7 +115,7 @@ def test_pipeline_on_generated_sample(tmp_path, tiny_checkpoint):
     jobs = planned_jobs(run_snakemake(tmp_path, dict(config, train=dict(FAST_TRAIN, learning_rate=5e-4)), "-n"))
     assert jobs.get("train_fold") == 3
 
-    check_kaggle_export(tmp_path, config, tiny_checkpoint)
+    check_kaggle_export(tmp_path, config, tiny_checkpoint, folds=("fold0", "fold1", "fold2", "full"))
 
 
 def run_exported_predict(export: Path, test_csv: Path, checkpoint: Path, out: Path) -> pl.DataFrame:

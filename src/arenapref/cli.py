@@ -21,6 +21,18 @@ USER_ERRORS = (DataError, ConfigError, CheckpointError, DeviceError, SubmissionE
                FileNotFoundError)
 
 
+def fold_arg(text: str) -> int | None:
+    """A script's --fold: a fold number, or `full` (None) for the adapter trained on every row."""
+    if text == "full":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a fold number nor full") from None
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)

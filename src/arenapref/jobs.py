@@ -35,7 +35,7 @@ from arenapref.modeling import (
 from arenapref.plan import CUDA_CONTEXT_BYTES
 from arenapref.predict import predict_probabilities
 from arenapref.text import SEGMENTS, InputBuilder, encode_with_lengths
-from arenapref.training import train_adapter
+from arenapref.training import fold_steps, train_adapter
 
 log = logging.getLogger(__name__)
 
@@ -165,22 +165,28 @@ def check_inference_memory(rt: Runtime, run: RunConfig, checkpoint: Path) -> Non
         )
 
 
-def training_rows(table: pl.DataFrame, fold: int, swap_augmentation: bool) -> pl.DataFrame:
-    """The rows that train `fold`'s adapter: every row outside the fold, and with swap augmentation
-    also their swapped copies. A copy is made only from a training row, so it never carries a
-    validation row's conversation into training."""
-    rows = table.filter(pl.col("fold") != fold)
+def training_rows(table: pl.DataFrame, fold: int | None, swap_augmentation: bool) -> pl.DataFrame:
+    """The rows that train `fold`'s adapter: every row outside the fold (every row for the full
+    fit, fold None), and with swap augmentation also their swapped copies. A copy is made only from
+    a training row, so it never carries a validation row's conversation into training."""
+    rows = table if fold is None else table.filter(pl.col("fold") != fold)
     if rows.height == 0:
         raise ValueError(f"fold {fold}: no training rows (folds present: {sorted(table['fold'].unique())})")
     return pl.concat([rows, swap_responses(rows)]) if swap_augmentation else rows
 
 
-def train_fold(data_path: Path, fold: int, checkpoint: Path, run: RunConfig,
+def train_fold(data_path: Path, fold: int | None, checkpoint: Path, run: RunConfig,
                adapter_dir: Path, log_path: Path, resume_dir: Path) -> dict:
-    """Train a fresh adapter on every row outside `fold`; write the adapter and a training log."""
+    """Train a fresh adapter on every row outside `fold`; write the adapter and a training log.
+
+    fold None is the full fit: every row, for as many optimizer steps as a fold takes (fold 0's),
+    so it costs a fold's time and follows a fold's learning-rate schedule."""
     table = pl.read_parquet(data_path)
     train_rows = training_rows(table, fold, run.train.swap_augmentation)
-    source_rows = table.filter(pl.col("fold") != fold).height
+    source_rows = table.height if fold is None else table.filter(pl.col("fold") != fold).height
+    max_steps = None
+    if fold is None:
+        max_steps = fold_steps(training_rows(table, 0, run.train.swap_augmentation).height, run.train)
     rt = Runtime.create(run, checkpoint)
     input_ids = rt.encode(train_rows)
     labels = train_rows["label"].to_list()
@@ -195,12 +201,12 @@ def train_fold(data_path: Path, fold: int, checkpoint: Path, run: RunConfig,
     if rt.gradient_checkpointing:
         enable_gradient_checkpointing(model, lora_layer_indices(model.config.num_hidden_layers, run.model.lora_layers))
     result = train_adapter(model, input_ids, labels, run.train, rt.device, rt.dtype,
-                           rt.tokenizer.pad_token_id, resume_dir, identity, head=rt.head)
+                           rt.tokenizer.pad_token_id, resume_dir, identity, head=rt.head, max_steps=max_steps)
     with atomic_dir(adapter_dir) as staging:
         model.save_pretrained(staging, safe_serialization=True)
     lengths = np.array([len(x) for x in input_ids])
     summary = {
-        "fold": fold,
+        "fold": "full" if fold is None else fold,
         "rows": train_rows.height,
         "source_rows": source_rows,
         "swap_augmentation": run.train.swap_augmentation,
@@ -271,20 +277,23 @@ def predict_rows(model, rt: Runtime, run: RunConfig, rows: pl.DataFrame, desc: s
     return (direct + swapped) / 2, columns
 
 
-def predict_fold(data_path: Path, test_path: Path, fold: int, checkpoint: Path, adapter_dir: Path,
-                 run: RunConfig, oof_path: Path, test_out_path: Path) -> dict:
-    """Predict the fold's validation rows (out-of-fold) and every test row with the fold's adapter."""
+def predict_fold(data_path: Path, test_path: Path, fold: int | None, checkpoint: Path, adapter_dir: Path,
+                 run: RunConfig, oof_path: Path | None, test_out_path: Path) -> dict:
+    """Predict the fold's validation rows (out-of-fold) and every test row with the fold's adapter;
+    the full fit (fold None) has no validation rows and predicts the test rows only."""
     table = pl.read_parquet(data_path)
-    valid = table.filter(pl.col("fold") == fold)
     test = pl.read_parquet(test_path)
     rt = Runtime.create(run, checkpoint)
     check_inference_memory(rt, run, checkpoint)
     model = load_trained_adapter(rt.base_model(run, checkpoint), adapter_dir)
     outputs = {}
-    for name, rows, path in (("oof", valid, oof_path), ("test", test, test_out_path)):
+    jobs = [("test", test, test_out_path)]
+    if fold is not None:
+        jobs.insert(0, ("oof", table.filter(pl.col("fold") == fold), oof_path))
+    for name, rows, path in jobs:
         input_ids, untruncated = rt.encode_with_lengths(rows)
         probs, tta_columns = predict_rows(model, rt, run, rows, name, encode_for_prediction(rt, run, rows, input_ids))
-        extra = {"fold": [fold] * rows.height, **tta_columns}
+        extra = {"fold": [-1 if fold is None else fold] * rows.height, **tta_columns}
         if name == "oof":
             extra |= {"label": rows["label"].to_list(), "tokens": [len(x) for x in input_ids],
                       "tokens_untruncated": untruncated}
@@ -292,4 +301,5 @@ def predict_fold(data_path: Path, test_path: Path, fold: int, checkpoint: Path, 
         with atomic_path(path) as tmp:
             frame.write_parquet(tmp)
         outputs[name] = frame.height
-    return {"fold": fold, "rows": outputs, "adapter_sha256": dir_sha256(adapter_dir), **rt.describe()}
+    return {"fold": "full" if fold is None else fold, "rows": outputs, "adapter_sha256": dir_sha256(adapter_dir),
+            **rt.describe()}

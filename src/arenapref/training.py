@@ -89,6 +89,26 @@ def plan_steps(chunks: Sequence[Sequence[np.ndarray]], settings: TrainSettings) 
     return [math.ceil(len(batches) / settings.grad_accum) for batches in chunks]
 
 
+def cap_steps(chunks: list[list[np.ndarray]], settings: TrainSettings, max_steps: int) -> list[list[np.ndarray]]:
+    """The chunks cut after `max_steps` optimizer steps (batches are in random order, so the rows
+    seen are a random share of the epoch)."""
+    capped, steps = [], 0
+    for batches in chunks:
+        room = (max_steps - steps) * settings.grad_accum
+        if room <= 0:
+            break
+        capped.append(batches[:room])
+        steps += math.ceil(len(capped[-1]) / settings.grad_accum)
+    return capped
+
+
+def fold_steps(rows: int, settings: TrainSettings) -> int:
+    """Optimizer steps a fold trains for on `rows` rows (they depend on the count alone)."""
+    chunks = length_bucketed_chunks([0] * rows, settings.batch_size, settings.chunk_size, settings.epochs,
+                                    settings.seed)
+    return sum(plan_steps(chunks, settings))
+
+
 def train_adapter(
     model,
     input_ids: Sequence[Sequence[int]],
@@ -100,9 +120,11 @@ def train_adapter(
     resume_dir: Path,
     identity: dict[str, str],
     head=None,
+    max_steps: int | None = None,
 ) -> TrainingResult:
     """Train the trainable parameters of `model` (a fresh LoRA adapter) in place; `head` (default:
-    the classifier) builds the batches and computes the loss."""
+    the classifier) builds the batches and computes the loss; `max_steps` caps the optimizer steps
+    (and the learning-rate schedule with them)."""
     if head is None:
         from arenapref.heads import ClassifierHead
 
@@ -110,6 +132,8 @@ def train_adapter(
     started = time.perf_counter()
     chunks = length_bucketed_chunks([len(x) for x in input_ids], settings.batch_size, settings.chunk_size,
                                     settings.epochs, settings.seed)
+    if max_steps is not None:
+        chunks = cap_steps(chunks, settings, max_steps)
     steps_per_chunk = plan_steps(chunks, settings)
     total_steps = sum(steps_per_chunk)
     trainable = [p for p in model.parameters() if p.requires_grad]
