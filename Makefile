@@ -33,8 +33,9 @@ report: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Kaggle: fetch the competition files into data/kaggle/; submit results/submission.csv; write a
-# notebook-ready folder (results/kaggle_export/). Credentials: ~/.kaggle/kaggle.json.
+# Kaggle: fetch the competition files into data/kaggle/; write the export (results/kaggle_export/)
+# and the notebook folder (results/kaggle_kernel/); submit: upload, push, wait, submit the notebook's
+# output (docs/kaggle.md). Credentials: ~/.kaggle/kaggle.json.
 download: $(STAMP)
 	$(BIN)/snakemake download --cores 1
 

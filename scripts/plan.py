@@ -36,6 +36,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=57_477, help="training rows (the competition's)")
     parser.add_argument("--test-rows", type=int, default=25_000, help="test rows to predict per fold")
     parser.add_argument("--mean-tokens", type=float, default=650.0, help="mean real tokens a row")
+    parser.add_argument("--kaggle-hours", action="store_true", help="instead: hours to predict --test-rows rows on "
+                        "Kaggle's 2 x T4 for 1, 3 and 5 folds, with and without swap TTA, at max_length 1024 and 2048")
     parser.add_argument("--out-md", type=Path, help="also write the table here")
     parser.add_argument("--out-json", type=Path)
     args = parser.parse_args()
@@ -66,6 +68,13 @@ def main() -> int:
         raise CheckpointError(f"no checkpoint config at {checkpoint}/config.json: download the model (README, "
                               "On a GPU) or plan for a known architecture with --shape llama-3.1-8b")
 
+    if args.kaggle_hours:
+        table = kaggle_hours_table(config, shape, source, args.test_rows)
+        print(table)
+        if args.out_md:
+            with atomic_path(args.out_md) as tmp:
+                tmp.write_text(table + "\n")
+        return 0
     work = Workload.competition(run, config["folds"]["n"], args.rows, args.test_rows, args.mean_tokens)
     gpus, tflops = _gpus(args.gpu), args.tflops
     if gpus is None:  # this machine's GPU
@@ -86,6 +95,28 @@ def main() -> int:
     if args.out_json:
         write_json_atomic(args.out_json, {"source": source, "rows": rows})
     return 0
+
+
+def kaggle_hours_table(config: dict, shape, source: str, rows: int) -> str:
+    from arenapref.config import RunConfig
+    from arenapref.plan import GPU_CLASSES, competition_mean_tokens, kaggle_hours
+
+    lengths = (1024, 2048)
+    lines = [f"Hours to predict {rows:,} test rows on Kaggle's 2 x T4 ({source}, nf4, fp16; the folds share the "
+             f"layers below the adapters; {GPU_CLASSES[16].predict_efficiency:.0%} of a T4's "
+             f"{GPU_CLASSES[16].dense_tflops:.0f} TFLOP/s; " + ", ".join(
+                 f"{competition_mean_tokens(n):.0f} real tokens a row at {n}" for n in lengths) + "):", "",
+             "| folds | swap TTA | " + " | ".join(f"max_length {n}" for n in lengths) + " |",
+             "| ---: | --- | " + " | ".join("---:" for _ in lengths) + " |"]
+    for folds in (1, 3, 5):
+        for tta in (False, True):
+            hours = []
+            for length in lengths:
+                run = RunConfig.from_config({**config, "model": {**config["model"], "max_length": length}})
+                hours.append(kaggle_hours(shape, run, folds, tta, rows))
+            lines.append(f"| {folds} | {'yes' if tta else 'no'} | " + " | ".join(
+                f"{h:.1f}" + (" (over 9 h)" if h > 9 else "") for h in hours) + " |")
+    return "\n".join(lines)
 
 
 def _gpus(choice: str):

@@ -174,3 +174,17 @@ def test_plan_command_for_the_shipped_gpu_config(tmp_path):
     assert missing.returncode == 2
     assert "no checkpoint config at models/Meta-Llama-3.1-8B-bnb-4bit/config.json" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_kaggle_hours_follow_the_shared_layers(tmp_path):
+    from arenapref.plan import kaggle_hours, shared_pass_cost
+
+    shape, run = _llama8b()
+    assert shared_pass_cost(shape, run, 5) == pytest.approx(3.0)  # (1 + 5) / 2 passes
+    one, three = kaggle_hours(shape, run, 1, False), kaggle_hours(shape, run, 3, False)
+    assert three == pytest.approx(2 * one) and kaggle_hours(shape, run, 1, True) == pytest.approx(2 * one)
+    assert 2 < one < 6  # one 8B 4-bit pass over 25,000 rows on 2 x T4: hours, as public notebooks found
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "plan.py"), "--shape", "llama-3.1-8b",
+                           "--kaggle-hours"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "| 5 | yes |" in done.stdout and "(over 9 h)" in done.stdout
