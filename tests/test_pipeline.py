@@ -23,10 +23,10 @@ pytestmark = pytest.mark.slow
 FAST_TRAIN = {"epochs": 1, "batch_size": 8, "grad_accum": 1, "chunk_size": 16, "learning_rate": 1e-3}
 
 
-def run_snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+def run_snakemake(workdir: Path, config: dict, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     (workdir / "config").mkdir(parents=True, exist_ok=True)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env_extra or {})}
     # Targets and flags before --resources, which would take any later word as a resource.
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
                *args, "--cores", "1", "--resources", "gpu=1"]
@@ -129,7 +129,25 @@ def run_exported_predict(export: Path, test_csv: Path, checkpoint: Path, out: Pa
 
 def check_kaggle_export(workdir: Path, config: dict, checkpoint: Path, folds=("fold0", "fold1", "fold2")) -> None:
     # Wheels are tested on their own (test_wheels.py); here the packages of this environment serve.
-    run_snakemake(workdir, {**config, "kaggle": {"wheels_python": None}}, "export_kaggle")
+    kaggle = {"wheels_python": None, "dataset_id": "someone/arenapref-adapters",
+              "kernel_id": "someone/arenapref-submission", "base_model": "someone/tiny-llama"}
+    run_snakemake(workdir, {**config, "kaggle": kaggle}, "export_kaggle")
+    # make submit's rule: upload, push, wait, submit the notebook's version, through the kaggle CLI (network faked).
+    calls = workdir / "kaggle_calls.jsonl"
+    fake = {"PATH": f"{ROOT / 'tests' / 'fake_kaggle'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
+                    f"{os.environ['PATH']}", "FAKE_KAGGLE_LOG": str(calls), "FAKE_KAGGLE_FILES": str(workdir),
+            "KAGGLE_USERNAME": "someone", "KAGGLE_KEY": "secret-key-0123456789", "FAKE_KAGGLE_KERNEL_VERSION": "4"}
+    calls.touch()
+    run_snakemake(workdir, {**config, "kaggle": kaggle}, "submit", env_extra=fake)
+    commands = [json.loads(line)[:2] for line in calls.read_text().splitlines()]
+    assert commands[0] == ["datasets", "status"] and ["datasets", "create"] in commands
+    push = commands.index(["kernels", "push"])
+    assert commands.index(["datasets", "create"]) < push < commands.index(["kernels", "status"])
+    submit = json.loads(calls.read_text().splitlines()[-1])
+    assert submit[:3] == ["competitions", "submit", "lmsys-chatbot-arena"]
+    assert submit[submit.index("-k") + 1] == "someone/arenapref-submission" and submit[submit.index("-v") + 1] == "4"
+    receipt = (workdir / "results" / "kaggle" / "submission_receipt.json").read_text()
+    assert "secret-key" not in receipt and json.loads(receipt)["version"] == 4
     export = workdir / "results" / "kaggle_export"
     assert sorted(p.name for p in (export / "adapters").iterdir()) == list(folds)
     metadata = json.loads((export / "dataset-metadata.json").read_text())
