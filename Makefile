@@ -54,7 +54,7 @@ benchmark: $(STAMP)
 # model on 200 rows of the sample (about 12 minutes on 2 cores): results/benchmark/shared_folds.md.
 bench-folds: $(STAMP)
 	$(BIN)/snakemake results/sample/train.csv results/model/smollm2-135m-instruct --cores 1
-	$(BIN)/python scripts/benchmark.py --train results/sample/train.csv --checkpoint results/model/smollm2-135m-instruct \
+	$(BIN)/arenapref-benchmark --train results/sample/train.csv --checkpoint results/model/smollm2-135m-instruct \
 		--config config/config.yaml --shared-folds 5 --out-json results/benchmark/shared_folds.json \
 		--out-md results/benchmark/shared_folds.md
 

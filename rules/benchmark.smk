@@ -20,10 +20,9 @@ rule benchmark:
         mem_mb=16000,
         runtime=60,
     params:
-        script=script("benchmark.py"),
         settings=settings_json("model", "train", "predict", "device"),
         preprocess_source=config["benchmark"]["preprocess_source"],
     shell:
-        "python {params.script} --train {input.train:q} --checkpoint {input.checkpoint:q}"
+        "arenapref-benchmark --train {input.train:q} --checkpoint {input.checkpoint:q}"
         " --config {params.settings:q} --preprocess-source {params.preprocess_source:q}"
         " --out-json {output.json} --out-md {output.table} > {log} 2>&1"

@@ -15,13 +15,6 @@ FOLDS = list(range(config["folds"]["n"]))
 FULL_FIT = config["folds"]["full_fit"]
 SAMPLE_DIR = "results/sample"
 EMBEDDED_CHECKPOINT = "results/model/smollm2-135m-instruct"
-SCRIPTS = Path(workflow.basedir) / "scripts"
-
-
-def script(name):
-    return str(SCRIPTS / name)
-
-
 def model_checkpoint():
     """The configured local checkpoint, or the embedded default built by prepare_model."""
     return config["model"]["checkpoint"] or EMBEDDED_CHECKPOINT

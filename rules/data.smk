@@ -8,13 +8,12 @@ rule make_sample_data:
     conda:
         "../envs/data.yaml"
     params:
-        script=script("make_sample_data.py"),
         out_dir=lambda wildcards, output: Path(output.train).parent,
         n_train=config["data"]["sample"]["n_train"],
         n_test=config["data"]["sample"]["n_test"],
         seed=config["data"]["sample"]["seed"],
     shell:
-        "python {params.script} --out-dir {params.out_dir} --n-train {params.n_train}"
+        "arenapref-make-sample-data --out-dir {params.out_dir} --n-train {params.n_train}"
         " --n-test {params.n_test} --seed {params.seed} > {log} 2>&1"
 
 
@@ -36,10 +35,9 @@ rule preprocess:
         mem_mb=8000,
         runtime=30,
     params:
-        script=script("preprocess.py"),
         n_folds=config["folds"]["n"],
         seed=config["folds"]["seed"],
     shell:
-        "python {params.script} --train {input.train:q} --test {input.test:q}"
+        "arenapref-preprocess --train {input.train:q} --test {input.test:q}"
         " --n-folds {params.n_folds} --seed {params.seed}"
         " --out-train {output.train} --out-test {output.test} --report {output.report} > {log} 2>&1"

@@ -11,10 +11,9 @@ rule features:
     conda:
         "../envs/data.yaml"
     params:
-        script=script("features.py"),
         seed=config["train"]["seed"],
     shell:
-        "python {params.script} --data {input.data} --test {input.test} --seed {params.seed}"
+        "arenapref-features --data {input.data} --test {input.test} --seed {params.seed}"
         " --out-oof {output.oof} --out-test {output.test} --out-model {output.model} > {log} 2>&1"
 
 
@@ -33,10 +32,9 @@ rule evaluate:
     conda:
         "../envs/data.yaml"
     params:
-        script=script("evaluate.py"),
         settings=json.dumps(config, sort_keys=True),
     shell:
-        "python {params.script} --data {input.data} --oof {input.oof} --train-logs {input.logs}"
+        "arenapref-evaluate --data {input.data} --oof {input.oof} --train-logs {input.logs}"
         " --features-oof {input.features} --config {params.settings:q} --out-oof {output.oof}"
         " --out-metrics {output.metrics} --out-postprocessing {output.postprocessing} > {log} 2>&1"
 
@@ -54,7 +52,6 @@ rule submission:
     conda:
         "../envs/data.yaml"
     params:
-        script=script("make_submission.py"),
     shell:
-        "python {params.script} --test-preds {input.test} --sample-submission {input.sample_submission:q}"
+        "arenapref-make-submission --test-preds {input.test} --sample-submission {input.sample_submission:q}"
         " --postprocessing {input.postprocessing} --features-test {input.features} --out {output} > {log} 2>&1"

@@ -14,10 +14,9 @@ rule download:
     conda:
         "../envs/data.yaml"
     params:
-        script=script("kaggle_download.py"),
         out_dir=lambda wildcards, output: Path(output.train).parent,
     shell:
-        "python {params.script} --out-dir {params.out_dir} > {log} 2>&1"
+        "arenapref-kaggle-download --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule export_kaggle:
@@ -36,7 +35,6 @@ rule export_kaggle:
     conda:
         "../envs/model.yaml"
     params:
-        script=script("export_kaggle.py"),
         settings=settings_json("model", "train", "predict", "device"),
         dataset_id=config["kaggle"]["dataset_id"],
         kernel_id=config["kaggle"]["kernel_id"],
@@ -48,7 +46,7 @@ rule export_kaggle:
             else ""
         ),
     shell:
-        "python {params.script} --adapters {input.adapters} --checkpoint {input.checkpoint:q}"
+        "arenapref-export-kaggle --adapters {input.adapters} --checkpoint {input.checkpoint:q}"
         " --metrics {input.metrics} --postprocessing {input.postprocessing}"
         " --features-model {input.features_model} --config {params.settings:q} --dataset-id {params.dataset_id:q}"
         " --kernel-dir {output.kernel} --kernel-id {params.kernel_id:q} --base-model {params.base_model:q}"
@@ -71,7 +69,6 @@ rule submit:
     conda:
         "../envs/data.yaml"
     params:
-        script=script("kaggle_submit.py"),
     shell:
-        "python {params.script} --export-dir {input.export} --kernel-dir {input.kernel}"
+        "arenapref-kaggle-submit --export-dir {input.export} --kernel-dir {input.kernel}"
         " --metrics {input.metrics} --receipt {output} > {log} 2>&1"

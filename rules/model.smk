@@ -11,6 +11,5 @@ rule prepare_model:
         mem_mb=4000,
         runtime=20,
     params:
-        script=script("prepare_model.py"),
     shell:
-        "python {params.script} --out-dir {output} > {log} 2>&1"
+        "arenapref-prepare-model --out-dir {output} > {log} 2>&1"

@@ -55,7 +55,6 @@ rule report_figures:
     conda:
         "../envs/data.yaml"
     params:
-        script=script("report_figures.py"),
         max_length=config["model"]["max_length"],
         # Read when present, not an input: as an input, a settings change would rerun the
         # ten-minute benchmark as part of every run.
@@ -65,6 +64,6 @@ rule report_figures:
             else ""
         ),
     shell:
-        "python {params.script} --metrics {input.metrics} --oof {input.oof} --data {input.data}"
+        "arenapref-report-figures --metrics {input.metrics} --oof {input.oof} --data {input.data}"
         " --features-oof {input.features} --train-logs {input.logs} --data-report {input.data_report}"
         " {params.benchmark} --max-length {params.max_length} --out-dir results/report > {log} 2>&1"

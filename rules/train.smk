@@ -18,13 +18,12 @@ rule train_fold:
         mem_mb=32000,
         runtime=720,
     params:
-        script=script("train_fold.py"),
         settings=settings_json("model", "train", "device"),
         # Resume state is not a declared output: Snakemake deletes those when a job fails.
         resume_dir="results/resume/fold{fold}",
         fold="{fold}",
     shell:
-        "python {params.script} --data {input.data} --fold {params.fold}"
+        "arenapref-train-fold --data {input.data} --fold {params.fold}"
         " --checkpoint {input.checkpoint:q} --config {params.settings:q}"
         " --adapter-dir {output.adapter} --log {output.log}"
         " --resume-dir {params.resume_dir} > {log} 2>&1"
@@ -52,10 +51,9 @@ rule predict_fold:
         mem_mb=32000,
         runtime=240,
     params:
-        script=script("predict_fold.py"),
         settings=settings_json("model", "train", "predict", "device"),
     shell:
-        "python {params.script} --data {input.data} --test {input.test} --fold {wildcards.fold}"
+        "arenapref-predict-fold --data {input.data} --test {input.test} --fold {wildcards.fold}"
         " --checkpoint {input.checkpoint:q} --adapter-dir {input.adapter}"
         " --config {params.settings:q} --out-oof {output.oof} --out-test {output.test} > {log} 2>&1"
 
@@ -70,7 +68,6 @@ use rule train_fold as train_full with:
     benchmark:
         "results/benchmarks/train_full.tsv"
     params:
-        script=script("train_fold.py"),
         settings=settings_json("model", "train", "device"),
         resume_dir="results/resume/full",
         fold="full",
@@ -96,9 +93,8 @@ rule predict_full:
         mem_mb=32000,
         runtime=240,
     params:
-        script=script("predict_fold.py"),
         settings=settings_json("model", "train", "predict", "device"),
     shell:
-        "python {params.script} --data {input.data} --test {input.test} --fold full"
+        "arenapref-predict-fold --data {input.data} --test {input.test} --fold full"
         " --checkpoint {input.checkpoint:q} --adapter-dir {input.adapter}"
         " --config {params.settings:q} --out-test {output.test} > {log} 2>&1"

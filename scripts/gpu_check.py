@@ -7,13 +7,10 @@ on one GPU. Writes gpu_check.json and gpu_check.md to --out-dir."""
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (venv, conda env, a bare GPU machine): find the package in the repository.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from arenapref.cli import run_main  # noqa: E402
+from arenapref.cli import run_main
 
 
 def main() -> int:

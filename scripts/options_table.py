@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
-from arenapref.cli import run_main  # noqa: E402
+from arenapref.cli import run_main
 
 VARIANTS = {
     "classifier": {"model": {"head": "classifier"}, "train": {"swap_augmentation": False}},

@@ -6,13 +6,10 @@ Reads only the checkpoint's config.json (the model is built on the meta device).
 named or detected, plans for the 16, 24, 40 and 80 GB classes."""
 
 import argparse
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from arenapref.cli import run_main  # noqa: E402
+from arenapref.cli import run_main
 
 
 def merged(base: dict, overlay: dict) -> dict:

@@ -66,14 +66,14 @@ def real_or_sample_csv(tmp_path) -> Path:
 
 
 def run_quick_benchmark(tmp_path: Path, checkpoint: Path, *extra: str) -> tuple[Path, Path]:
-    """scripts/benchmark.py --quick on a 200-row generated sample; the JSON and markdown it wrote."""
+    """arenapref-benchmark --quick on a 200-row generated sample; the JSON and markdown it wrote."""
     from arenapref.sample_data import write_sample
 
     write_sample(tmp_path / "sample", n_train=200, n_test=5, seed=0)
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     settings = {"model": {"max_length": 128}, "train": {"batch_size": 8}, "predict": {"tokens_per_batch": 1024}}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", *extra, "--train",
+        [sys.executable, "-m", "arenapref.commands.benchmark", "--quick", *extra, "--train",
          str(tmp_path / "sample" / "train.csv"), "--checkpoint", str(checkpoint),
          "--config", json.dumps(settings), "--out-json", str(out_json), "--out-md", str(out_md)],
         capture_output=True, text=True, timeout=600, check=False)

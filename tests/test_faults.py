@@ -37,13 +37,13 @@ def fold_data(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def train_command(data: Path, checkpoint: Path, out: Path) -> list[str]:
-    return [sys.executable, str(ROOT / "scripts" / "train_fold.py"), "--data", str(data), "--fold", "0",
+    return [sys.executable, "-m", "arenapref.commands.train_fold", "--data", str(data), "--fold", "0",
             "--checkpoint", str(checkpoint), "--config", json.dumps(SETTINGS), "--adapter-dir", str(out / "adapter"),
             "--log", str(out / "train_log.json"), "--resume-dir", str(out / "resume")]
 
 
 def predict_oof(data: Path, test: Path, checkpoint: Path, out: Path) -> np.ndarray:
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "predict_fold.py"), "--data", str(data), "--test",
+    subprocess.run([sys.executable, "-m", "arenapref.commands.predict_fold", "--data", str(data), "--test",
                     str(test), "--fold", "0", "--checkpoint", str(checkpoint), "--adapter-dir", str(out / "adapter"),
                     "--config", json.dumps(SETTINGS), "--out-oof", str(out / "oof.parquet"),
                     "--out-test", str(out / "test.parquet")], check=True, capture_output=True, timeout=300)

@@ -74,7 +74,7 @@ def test_missing_credentials_say_where_to_put_them(tmp_path):
 
 def test_download_script_unpacks_into_the_folder(tmp_path, fake_kaggle):
     out = tmp_path / "data" / "kaggle"
-    result = subprocess.run([sys.executable, ROOT / "scripts" / "kaggle_download.py", "--out-dir", out],
+    result = subprocess.run([sys.executable, "-m", "arenapref.commands.kaggle_download", "--out-dir", out],
                             check=False, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     for name in ("train.csv", "test.csv", "sample_submission.csv"):
@@ -87,7 +87,7 @@ def test_download_script_unpacks_into_the_folder(tmp_path, fake_kaggle):
 def test_download_without_credentials_fails_before_calling_kaggle(tmp_path, fake_kaggle, monkeypatch):
     monkeypatch.delenv("KAGGLE_USERNAME")
     monkeypatch.delenv("KAGGLE_KEY")
-    result = subprocess.run([sys.executable, ROOT / "scripts" / "kaggle_download.py", "--out-dir", tmp_path / "d"],
+    result = subprocess.run([sys.executable, "-m", "arenapref.commands.kaggle_download", "--out-dir", tmp_path / "d"],
                             check=False, capture_output=True, text=True)
     assert result.returncode == 2
     assert "no Kaggle credentials" in result.stderr and "Traceback" not in result.stderr
@@ -139,7 +139,7 @@ def write_route_inputs(tmp_path: Path) -> dict[str, Path]:
 
 def submit_script(paths: dict[str, Path], *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, ROOT / "scripts" / "kaggle_submit.py", "--export-dir", paths["export"],
+        [sys.executable, "-m", "arenapref.commands.kaggle_submit", "--export-dir", paths["export"],
          "--kernel-dir", paths["kernel"], "--metrics", paths["metrics"], "--receipt", paths["receipt"],
          "--poll-seconds", "0", *extra],
         check=False, capture_output=True, text=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -39,6 +40,17 @@ def setup_logging() -> None:
     # Offline by design: never let a library reach for a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def command(main: Callable[[], int | None]) -> Callable[[], None]:
+    """A program's `main` as its console entry point (`arenapref-<name>`): logging, one clear line
+    for errors a user can fix, the exit code."""
+
+    @functools.wraps(main)
+    def entry() -> None:
+        run_main(main)
+
+    return entry
 
 
 def run_main(main: Callable[[], int | None]) -> None:

@@ -20,7 +20,7 @@ from arenapref.modeling import check_checkpoint
 from arenapref.offline_predict import MANIFEST
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-PREDICT_SCRIPT = PACKAGE_DIR.parents[1] / "scripts" / "kaggle_predict.py"
+PREDICT_SCRIPT = PACKAGE_DIR / "commands" / "kaggle_predict.py"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "tokenizer.model")
 

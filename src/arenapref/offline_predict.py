@@ -262,9 +262,9 @@ def _start_worker(export_dir: Path, test_csv, base_model: Path, options: Predict
         env["CUDA_VISIBLE_DEVICES"] = ids[index % len(ids)]
     else:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
-    command = [sys.executable, str(export_dir / "predict.py") if (export_dir / "predict.py").is_file()
-               else str(Path(__file__).resolve().parents[2] / "scripts" / "kaggle_predict.py"),
-               "--export-dir", str(export_dir), "--test", str(test_csv), "--base-model", str(base_model),
+    program = ([str(export_dir / "predict.py")] if (export_dir / "predict.py").is_file()
+               else ["-m", "arenapref.commands.kaggle_predict"])
+    command = [sys.executable, *program, "--export-dir", str(export_dir), "--test", str(test_csv), "--base-model", str(base_model),
                "--folds", ",".join(options.folds), "--shard", f"{index}/{workers}", "--shard-out", str(out),
                *_option_args(options)]
     return subprocess.Popen(command, env=env)

@@ -1,19 +1,16 @@
-#!/usr/bin/env python
 """Parse train/test CSV files into parquet tables with folds, and write the data report."""
 
 import argparse
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (a venv, a conda env made by `snakemake --sdm conda`, a SLURM
 # job), so they find the package from the repository rather than relying on an install.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from arenapref.cli import run_main  # noqa: E402
-from arenapref.io import atomic_path, write_json_atomic  # noqa: E402
-from arenapref.preprocess import preprocess_test, preprocess_train, summarize  # noqa: E402
+from arenapref.cli import command
+from arenapref.io import atomic_path, write_json_atomic
+from arenapref.preprocess import preprocess_test, preprocess_train, summarize
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train", required=True, help="train.csv in the Kaggle schema")
@@ -40,4 +37,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Submit to the notebook-only competition: upload the export folder as a Kaggle dataset (created, or a
 new version), push the notebook that runs its predict.py (GPU on, internet off), wait for the run, then
 submit that notebook version. The message names the model, the config hash and the OOF log loss; the
@@ -7,24 +6,22 @@ receipt records what was uploaded, pushed and submitted."""
 import argparse
 import json
 import shlex
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from arenapref.cli import run_main  # noqa: E402
-from arenapref.errors import KaggleError  # noqa: E402
-from arenapref.io import write_json_atomic  # noqa: E402
-from arenapref.kaggle import (  # noqa: E402
+from arenapref.cli import command
+from arenapref.errors import KaggleError
+from arenapref.io import write_json_atomic
+from arenapref.kaggle import (
     COMPETITION,
     check_export_folder,
     require_credentials,
     submission_message,
     submit_via_kernel,
 )
-from arenapref.kernel import check_kernel_folder  # noqa: E402
+from arenapref.kernel import check_kernel_folder
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--export-dir", type=Path, default=Path("results/kaggle_export"),
@@ -61,4 +58,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

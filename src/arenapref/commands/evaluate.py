@@ -1,15 +1,10 @@
-#!/usr/bin/env python
 """Score the out-of-fold predictions: log loss and accuracy per fold and overall, against the class prior."""
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from arenapref.cli import run_main  # noqa: E402
+from arenapref.cli import command
 
 
 def _one_value(logs: list[dict], key: str):
@@ -19,6 +14,7 @@ def _one_value(logs: list[dict], key: str):
     return values.pop() if values else None
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="train parquet with folds")
@@ -79,4 +75,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

@@ -1,20 +1,16 @@
-#!/usr/bin/env python
 """Measure the pipeline against the original notebook's method on the same model, data and machine:
 inference and training speed, padding, the fraction of the matrix-multiply rate reached, and
 preprocessing at the competition's full size. Writes JSON and a markdown table."""
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from arenapref.cli import run_main  # noqa: E402
-from arenapref.config import RunConfig, load_config_arg  # noqa: E402
+from arenapref.cli import command
+from arenapref.config import RunConfig, load_config_arg
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train", required=True, type=Path, help="Kaggle-schema train.csv (rows to run the model on)")
@@ -77,4 +73,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

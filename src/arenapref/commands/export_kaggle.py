@@ -1,22 +1,18 @@
-#!/usr/bin/env python
 """Write a self-contained folder (fold adapters, tokenizer, offline predict.py, dataset metadata)
 for a Kaggle notebook submission."""
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from arenapref.cli import run_main  # noqa: E402
-from arenapref.config import RunConfig, load_config_arg  # noqa: E402
-from arenapref.ensemble import Postprocessing  # noqa: E402
-from arenapref.export import export_for_kaggle  # noqa: E402
-from arenapref.io import read_json  # noqa: E402
+from arenapref.cli import command
+from arenapref.config import RunConfig, load_config_arg
+from arenapref.ensemble import Postprocessing
+from arenapref.export import export_for_kaggle
+from arenapref.io import read_json
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--adapters", required=True, nargs="+", type=Path, help="results/folds/fold*/adapter")
@@ -56,4 +52,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

@@ -1,17 +1,13 @@
-#!/usr/bin/env python
 """Write a seeded sample of train.csv, test.csv and sample_submission.csv in the Kaggle schema."""
 
 import argparse
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (a venv, a conda env, a SLURM job): find the package here.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from arenapref.cli import run_main  # noqa: E402
-from arenapref.sample_data import write_sample  # noqa: E402
+from arenapref.cli import command
+from arenapref.sample_data import write_sample
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out-dir", required=True, help="folder for the three CSV files")
@@ -26,4 +22,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

@@ -1,17 +1,13 @@
-#!/usr/bin/env python
 """Train one fold's LoRA adapter on all rows outside the fold (resumable by chunk)."""
 
 import argparse
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from arenapref.cli import fold_arg, run_main  # noqa: E402
-from arenapref.config import RunConfig, load_config_arg  # noqa: E402
+from arenapref.cli import fold_arg, command
+from arenapref.config import RunConfig, load_config_arg
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="train parquet from preprocessing")
@@ -33,4 +29,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

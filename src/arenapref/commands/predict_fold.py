@@ -1,18 +1,14 @@
-#!/usr/bin/env python
 """Predict a fold's validation rows (out-of-fold) and all test rows with the fold's adapter."""
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from arenapref.cli import fold_arg, run_main  # noqa: E402
-from arenapref.config import RunConfig, load_config_arg  # noqa: E402
+from arenapref.cli import fold_arg, command
+from arenapref.config import RunConfig, load_config_arg
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="train parquet with folds")
@@ -35,4 +31,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

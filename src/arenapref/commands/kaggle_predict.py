@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """Offline inference with exported fold adapters: Kaggle's test.csv in, submission.csv out.
 
-Copied as predict.py into the folder `export_kaggle` writes, next to the `arenapref` package;
-in the repository it finds the package under src/. Nothing is downloaded. The chosen folds share
+Copied as predict.py into the folder `export_kaggle` writes, next to the `arenapref` package
+(installed as `arenapref-predict-export` otherwise). Nothing is downloaded. The chosen folds share
 one base model and its layers below the adapters; every visible GPU predicts a shard of the rows.
 """
 
@@ -11,14 +10,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "src")]  # export folder, or the repository
+if (HERE / "arenapref").is_dir():  # predict.py in an export folder: nothing is installed, the package lies beside it
+    sys.path.insert(0, str(HERE))
 
-from arenapref.cli import run_main  # noqa: E402
+from arenapref.cli import command  # noqa: E402
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--export-dir", type=Path, default=HERE, help="the exported folder (default: this one)")
+    parser.add_argument("--export-dir", type=Path, default=HERE, help="the exported folder (default: this file's)")
     parser.add_argument("--test", type=Path, default=Path("/kaggle/input/lmsys-chatbot-arena/test.csv"))
     parser.add_argument("--base-model", type=Path, required=True,
                         help="local directory of the base checkpoint the adapters were trained on")
@@ -54,4 +55,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

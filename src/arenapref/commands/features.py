@@ -1,18 +1,14 @@
-#!/usr/bin/env python
 """The features baseline: text statistics + logistic regression. Writes its out-of-fold probabilities
 (fitted per fold, like the model), its test probabilities (fitted on every training row) and the
 fitted model as JSON (for blending at Kaggle)."""
 
 import argparse
-import sys
 from pathlib import Path
 
-# Scripts run in any environment (venv, conda env, SLURM job): find the package in the repository.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from arenapref.cli import run_main  # noqa: E402
+from arenapref.cli import command
 
 
+@command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="train parquet with folds")
@@ -46,4 +42,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

@@ -1,0 +1,81 @@
+"""The workflow among others: a moved checkout reruns nothing, and another project uses it as a
+Snakemake module (`use rule * from arenapref`) to a validated submission."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from test_pipeline import planned_jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+WORKFLOW_PARTS = ("Snakefile", "rules", "config", "report", "profiles", "envs")
+
+
+def tiny_config(checkpoint: Path) -> dict:
+    return {"data": {"sample": {"n_train": 40, "n_test": 6, "seed": 3}}, "folds": {"n": 2},
+            "model": {"checkpoint": str(checkpoint), "max_length": 96},
+            "train": {"epochs": 1, "batch_size": 8, "grad_accum": 1, "chunk_size": 16}}
+
+
+def snakemake(directory: Path, *args: str, snakefile: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "snakemake", "--directory", str(directory),
+               *(["-s", str(snakefile)] if snakefile else []), *args, "--cores", "1", "--resources", "gpu=1"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def test_a_moved_checkout_reruns_nothing(tmp_path, tiny_checkpoint):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for part in WORKFLOW_PARTS:
+        source = ROOT / part
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, checkout / part)
+    (checkout / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config(tiny_checkpoint)))
+    snakemake(checkout, "results/submission.csv", snakefile=checkout / "Snakefile")
+    moved = tmp_path / "elsewhere" / "renamed-checkout"
+    moved.parent.mkdir()
+    checkout.rename(moved)
+    dry_run = snakemake(moved, "results/submission.csv", "-n", snakefile=moved / "Snakefile")
+    assert planned_jobs(dry_run) == {}, dry_run.stdout[-3000:]
+
+
+def test_another_project_uses_the_workflow_as_a_module(tmp_path, tiny_checkpoint):
+    project = tmp_path / "my-project"
+    (project / "config").mkdir(parents=True)
+    (project / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config(tiny_checkpoint)))
+    (project / "Snakefile").write_text(f'''configfile: "config/config.yaml"
+
+
+module arenapref:
+    snakefile:
+        "{ROOT / "Snakefile"}"
+    config:
+        config
+
+
+use rule * from arenapref as arenapref_*
+''')
+    snakemake(project, "results/submission.csv")
+    from arenapref.submission import sample_submission_ids, validate_submission
+
+    submission = pl.read_csv(project / "results" / "submission.csv")
+    validate_submission(submission, sample_submission_ids(project / "results" / "sample" / "sample_submission.csv"))
+    assert submission.height == 6
+    assert (project / "results" / "logs" / "train_fold0.log").exists()  # the module's logs, in the project
+
+
+def test_the_catalog_test_config_is_valid():
+    dry_run = snakemake(ROOT / ".test", "-n", snakefile=ROOT / "Snakefile")
+    jobs = planned_jobs(dry_run)
+    assert jobs.get("train_fold") == 2 and jobs.get("prepare_model") == 1
