@@ -1,5 +1,5 @@
 # Speed against the original method: `make benchmark` (snakemake benchmark --cores all --resources gpu=1).
-# Not part of the default run; its table lands in results/benchmark/benchmark.md.
+# Not part of the default run; its table lands in results/speed/benchmark.md.
 
 
 rule benchmark:
@@ -7,8 +7,8 @@ rule benchmark:
         train=config["data"]["train"],
         checkpoint=model_checkpoint(),
     output:
-        json="results/benchmark/benchmark.json",
-        table=report("results/benchmark/benchmark.md", category="Benchmark"),
+        json="results/speed/benchmark.json",
+        table=report("results/speed/benchmark.md", category="Benchmark"),
     log:
         "results/logs/benchmark.log",
     conda:
@@ -21,8 +21,12 @@ rule benchmark:
         runtime=60,
     params:
         settings=settings_json("model", "train", "predict", "device"),
-        preprocess_source=config["benchmark"]["preprocess_source"],
+        preprocess_source=(
+            f"--preprocess-source {config['benchmark']['preprocess_source']}"
+            if config["benchmark"]["preprocess_source"]
+            else ""
+        ),
     shell:
         "arenapref-benchmark --train {input.train:q} --checkpoint {input.checkpoint:q}"
-        " --config {params.settings:q} --preprocess-source {params.preprocess_source:q}"
+        " --config {params.settings:q} {params.preprocess_source}"
         " --out-json {output.json} --out-md {output.table} > {log} 2>&1"

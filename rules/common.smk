@@ -1,10 +1,15 @@
 import json
+import os
 from pathlib import Path
 
 from snakemake.utils import validate
 
 # Fills every default from the schema, so rules can index config without .get().
 validate(config, schema="../config/config.schema.yaml")
+
+# The conda environments install this repository's package from here (envs/*.yaml: -e "${ARENAPREF_ROOT}"):
+# Snakemake builds them from copies of the env files, where a relative path would point elsewhere.
+os.environ.update(ARENAPREF_ROOT=str(Path(workflow.current_basedir).parent))
 
 
 wildcard_constraints:
@@ -15,6 +20,8 @@ FOLDS = list(range(config["folds"]["n"]))
 FULL_FIT = config["folds"]["full_fit"]
 SAMPLE_DIR = "results/sample"
 EMBEDDED_CHECKPOINT = "results/model/smollm2-135m-instruct"
+
+
 def model_checkpoint():
     """The configured local checkpoint, or the embedded default built by prepare_model."""
     return config["model"]["checkpoint"] or EMBEDDED_CHECKPOINT

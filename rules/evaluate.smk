@@ -51,7 +51,6 @@ rule submission:
         "results/logs/submission.log",
     conda:
         "../envs/data.yaml"
-    params:
     shell:
         "arenapref-make-submission --test-preds {input.test} --sample-submission {input.sample_submission:q}"
         " --postprocessing {input.postprocessing} --features-test {input.features} --out {output} > {log} 2>&1"

@@ -68,7 +68,6 @@ rule submit:
     localrule: True  # needs the network, which compute nodes often lack
     conda:
         "../envs/data.yaml"
-    params:
     shell:
         "arenapref-kaggle-submit --export-dir {input.export} --kernel-dir {input.kernel}"
         " --metrics {input.metrics} --receipt {output} > {log} 2>&1"

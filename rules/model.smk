@@ -10,6 +10,5 @@ rule prepare_model:
     resources:
         mem_mb=4000,
         runtime=20,
-    params:
     shell:
         "arenapref-prepare-model --out-dir {output} > {log} 2>&1"

@@ -59,8 +59,8 @@ rule report_figures:
         # Read when present, not an input: as an input, a settings change would rerun the
         # ten-minute benchmark as part of every run.
         benchmark=lambda wildcards: (
-            "--benchmark results/benchmark/benchmark.md"
-            if Path("results/benchmark/benchmark.md").exists()
+            "--benchmark results/speed/benchmark.md"
+            if Path("results/speed/benchmark.md").exists()
             else ""
         ),
     shell:

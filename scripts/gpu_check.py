@@ -9,18 +9,20 @@ import argparse
 import json
 from pathlib import Path
 
-
 from arenapref.cli import run_main
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--configfile", type=Path, default=Path("config/gpu-llama3-8b.yaml"),
-                        help="LoRA, batch and inference settings to check")
+    parser.add_argument(
+        "--configfile",
+        type=Path,
+        default=Path("config/gpu-llama3-8b.yaml"),
+        help="LoRA, batch and inference settings to check",
+    )
     parser.add_argument("--shape", default="llama-3.1-8b", help="llama-3.1-8b, or tiny (what the tests run)")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    parser.add_argument("--quantization", choices=["nf4", "int8", "none"],
-                        help="default: nf4 on CUDA, none on a CPU")
+    parser.add_argument("--quantization", choices=["nf4", "int8", "none"], help="default: nf4 on CUDA, none on a CPU")
     parser.add_argument("--rows", type=int, default=4, help="training rows a step")
     parser.add_argument("--length", type=int, default=2048, help="tokens a training row")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps a case")
@@ -42,8 +44,17 @@ def main() -> int:
     run = settings_for(run, args.quantization or ("nf4" if device.type == "cuda" else "none"))
     shape = tiny_shape() if args.shape == "tiny" else KNOWN_SHAPES[args.shape]
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    report = run_gpu_check(run, shape, device, args.rows, args.length, args.steps, args.predict_batches,
-                           pipeline=not args.no_pipeline, work_dir=args.out_dir)
+    report = run_gpu_check(
+        run,
+        shape,
+        device,
+        args.rows,
+        args.length,
+        args.steps,
+        args.predict_batches,
+        pipeline=not args.no_pipeline,
+        work_dir=args.out_dir,
+    )
     report["shape"] = args.shape
     table = check_table(report)
     write_json_atomic(args.out_dir / "gpu_check.json", report)

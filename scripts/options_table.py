@@ -6,14 +6,11 @@ the class prior."""
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from arenapref.cli import run_main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = {
     "classifier": {"model": {"head": "classifier"}, "train": {"swap_augmentation": False}},
@@ -34,23 +31,24 @@ def merged(base: dict, *overlays: dict) -> dict:
 
 def run_variant(name: str, config: dict, out_dir: Path, cores: str) -> Path:
     """One pipeline run up to metrics.json in out_dir/name; Snakemake skips what is already done."""
-    import yaml
+    from arenapref.workflow import run_workflow
 
-    workdir = out_dir / name
-    (workdir / "config").mkdir(parents=True, exist_ok=True)
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "results/metrics.json", "--cores", cores, "--resources", "gpu=1"]
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    print(f"[{name}] {' '.join(command)}", flush=True)
-    subprocess.run(command, env=env, check=True)
-    return workdir / "results"
+    print(f"[{name}] the pipeline in {out_dir / name}", flush=True)
+    done = run_workflow(out_dir / name, config, ["results/metrics.json"], cores=cores, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"error: variant {name} failed:\n{done.stderr[-3000:]}")
+    return out_dir / name / "results"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--configfile", nargs="+", type=Path, default=[ROOT / "config/config.yaml"],
-                        help="config files, later ones overriding earlier ones (as snakemake --configfile)")
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        type=Path,
+        default=[ROOT / "config/config.yaml"],
+        help="config files, later ones overriding earlier ones (as snakemake --configfile)",
+    )
     parser.add_argument("--out-dir", type=Path, default=ROOT / "results/options")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--cores", default="all")
@@ -70,9 +68,11 @@ def main() -> int:
             base["data"][key] = str((ROOT / base["data"][key]).resolve())
     if not base.get("model", {}).get("checkpoint"):
         embedded = ROOT / "results/model/smollm2-135m-instruct"
-        if not (embedded / "config.json").exists():  # built once; a rebuild would pull it from under running jobs
-            subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT),
-                            str(embedded.relative_to(ROOT)), "--cores", "1"], check=True)
+        if not (embedded / "config.json").exists():
+            from arenapref.workflow import run_workflow
+
+            # built once; a rebuild would pull it from under running jobs
+            run_workflow(ROOT, None, [str(embedded.relative_to(ROOT))], gpus=None)
         base.setdefault("model", {})["checkpoint"] = str(embedded)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     scores = {}

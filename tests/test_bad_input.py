@@ -67,8 +67,13 @@ def test_bad_rows_are_errors_naming_file_row_and_field(tmp_path, monkeypatch, ca
 EMPTY = {  # prompt, response_a, response_b: each of [], [null], [""], a blank cell, in each position
     f"{kind} in {column}": (column, value, f"{'missing' if kind == 'blank cell' else 'empty'}_{column}")
     for column in ("prompt", "response_a", "response_b")
-    for kind, value in (("[]", "[]"), ("[null]", "[null]"), ('[""]', '[""]'), ('["", null, " "]', '["", null, " "]'),
-                        ("blank cell", ""))
+    for kind, value in (
+        ("[]", "[]"),
+        ("[null]", "[null]"),
+        ('[""]', '[""]'),
+        ('["", null, " "]', '["", null, " "]'),
+        ("blank cell", ""),
+    )
 }
 
 
@@ -92,9 +97,10 @@ def test_null_turns_in_any_position_become_empty_text(tmp_path):
 
 
 def test_lone_surrogates_are_replaced_and_the_row_kept(tmp_path):
-    table, report = preprocess_train(train_csv(tmp_path, row(a='["bad \\ud83d end", "pair \\ud83d\\ude00"]')),
-                                     n_folds=2, seed=0)
-    assert table.filter(pl.col("id") == 99)["response_a"].to_list() == [["bad \ufffd end", "pair \U0001F600"]]
+    table, report = preprocess_train(
+        train_csv(tmp_path, row(a='["bad \\ud83d end", "pair \\ud83d\\ude00"]')), n_folds=2, seed=0
+    )
+    assert table.filter(pl.col("id") == 99)["response_a"].to_list() == [["bad \ufffd end", "pair \U0001f600"]]
     balanced(report)
 
 
@@ -144,17 +150,24 @@ def test_a_five_megabyte_answer_and_two_hundred_turns_fit_the_budget(tmp_path, t
 
 def test_test_ids_missing_from_sample_submission_are_an_error(tmp_path):
     preds = tmp_path / "fold0.parquet"
-    pl.DataFrame({"id": [1, 2, 3], "winner_model_a": [0.2] * 3, "winner_model_b": [0.3] * 3,
-                  "winner_tie": [0.5] * 3}).write_parquet(preds)
-    sample = write_csv(tmp_path / "sample_submission.csv", ["id", "winner_model_a", "winner_model_b", "winner_tie"],
-                       [[1, 0.33, 0.33, 0.34], [2, 0.33, 0.33, 0.34]])
+    pl.DataFrame(
+        {"id": [1, 2, 3], "winner_model_a": [0.2] * 3, "winner_model_b": [0.3] * 3, "winner_tie": [0.5] * 3}
+    ).write_parquet(preds)
+    sample = write_csv(
+        tmp_path / "sample_submission.csv",
+        ["id", "winner_model_a", "winner_model_b", "winner_tie"],
+        [[1, 0.33, 0.33, 0.34], [2, 0.33, 0.33, 0.34]],
+    )
     with pytest.raises(SubmissionError, match=r"1 test.csv ids are not in .*sample_submission.csv, e.g. \[3\]"):
         build_submission([preds], sample)
 
 
 def test_test_rows_with_empty_text_are_kept_for_the_submission(tmp_path):
-    path = write_csv(tmp_path / "test.csv", ["id", "prompt", "response_a", "response_b"],
-                     [[1, '["q"]', "", '["b"]'], [2, "[null]", '["a"]', "[]"]])
+    path = write_csv(
+        tmp_path / "test.csv",
+        ["id", "prompt", "response_a", "response_b"],
+        [[1, '["q"]', "", '["b"]'], [2, "[null]", '["a"]', "[]"]],
+    )
     table, report = preprocess_test(path)
     assert table["id"].to_list() == [1, 2] and report.rows_kept == report.rows_in == 2
     assert np.array_equal(table["response_a_chars"].to_numpy(), [0, 1])

@@ -33,7 +33,7 @@ def test_same_seed_same_order_other_epoch_other_order():
     lengths = np.random.default_rng(2).integers(1, 50, size=64)
     first = length_bucketed_chunks(lengths, 4, 16, 2, seed=5)
     again = length_bucketed_chunks(lengths, 4, 16, 2, seed=5)
-    assert all(np.array_equal(a, b) for ca, cb in zip(first, again) for a, b in zip(ca, cb))
+    assert all(np.array_equal(a, b) for ca, cb in zip(first, again, strict=True) for a, b in zip(ca, cb, strict=True))
     epoch_one, epoch_two = np.concatenate(sum(first[:4], [])), np.concatenate(sum(first[4:], []))
     assert not np.array_equal(epoch_one, epoch_two)
 

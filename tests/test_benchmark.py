@@ -73,10 +73,28 @@ def run_quick_benchmark(tmp_path: Path, checkpoint: Path, *extra: str) -> tuple[
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     settings = {"model": {"max_length": 128}, "train": {"batch_size": 8}, "predict": {"tokens_per_batch": 1024}}
     done = subprocess.run(
-        [sys.executable, "-m", "arenapref.commands.benchmark", "--quick", *extra, "--train",
-         str(tmp_path / "sample" / "train.csv"), "--checkpoint", str(checkpoint),
-         "--config", json.dumps(settings), "--out-json", str(out_json), "--out-md", str(out_md)],
-        capture_output=True, text=True, timeout=600, check=False)
+        [
+            sys.executable,
+            "-m",
+            "arenapref.commands.benchmark",
+            "--quick",
+            *extra,
+            "--train",
+            str(tmp_path / "sample" / "train.csv"),
+            "--checkpoint",
+            str(checkpoint),
+            "--config",
+            json.dumps(settings),
+            "--out-json",
+            str(out_json),
+            "--out-md",
+            str(out_md),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out_json, out_md
 
@@ -106,7 +124,8 @@ def test_quick_benchmark_produces_every_number(tmp_path, tiny_checkpoint):
         assert side["real_tokens_per_s"] > 0 and np.isfinite(side["log_loss"])
     # The paired difference is the difference of the two means, with a standard error beside it.
     assert training["log_loss_difference"] == pytest.approx(
-        training["ours"]["log_loss"] - training["baseline"]["log_loss"], abs=1e-9)
+        training["ours"]["log_loss"] - training["baseline"]["log_loss"], abs=1e-9
+    )
     assert training["log_loss_difference_se"] > 0
     assert training["ours"]["dtype"] in ("float32", "bfloat16") and training["baseline"]["dtype"] == "float32"
     assert pre["rows"] == 2000 and pre["ours"]["rows_out"] > 0 and pre["baseline"]["rows_out"] > 0
@@ -148,8 +167,14 @@ def test_large_model_path_runs_on_a_small_shape(tmp_path, tiny_checkpoint):
     run = RunConfig.from_config({"model": {"max_length": 64}, "predict": {"tokens_per_batch": 512}})
     rt = Runtime.create(run, tiny_checkpoint)
     ids = [[1, *range(5, 5 + n)] for n in (8, 12, 20, 30, 9, 15)]
-    shape = {"vocab_size": len(rt.tokenizer), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 2}
+    shape = {
+        "vocab_size": len(rt.tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    }
     results = bench_llama8b_shapes(rt, ids, run, shape=shape)
     assert set(results) == {"nf4", "int8", "bf16"}
     assert results["bf16"]["ours"]["real_tokens_per_s"] > 0

@@ -11,6 +11,7 @@ entry where conda-forge lacks it), at requirements.txt's pin.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import importlib.metadata as md
 import re
@@ -32,9 +33,13 @@ PACKAGE = "arenapref"
 CHANNELS = ["conda-forge", "nodefaults"]
 PYTHON = "3.11"
 # Snakemake copies an env file to <conda prefix>/<hash>.yaml and hands conda the copy; conda runs pip in the
-# copy's folder, so a relative pip path resolves from the conda prefix (by default .snakemake/conda in the
-# working directory, the repository root), not from envs/.
+# copy's folder, so a relative pip path resolves from the conda prefix (.snakemake/conda of the working
+# directory: the repository, .test/ for the catalog's test run, another project for a module use, or any
+# --conda-prefix), not from envs/. The envs install the package from this variable instead, which pip
+# expands and the workflow sets to the repository holding its rules.
 CONDA_PREFIX = Path(".snakemake", "conda")
+ROOT_VARIABLE = "ARENAPREF_ROOT"
+ROOT_SETTING = "os.environ.update(ARENAPREF_ROOT=str(Path(workflow.current_basedir).parent))"
 
 # PyPI distribution (normalised) -> its conda-forge package, where the names differ.
 CONDA_FORGE_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
@@ -171,11 +176,12 @@ def parse_workflow_file(path: Path) -> tuple[list[Rule], list[tuple[str, str, Ru
             i += 1
             continue
         end = i + 1
-        while end < len(lines) and (not lines[end].strip() or lines[end][0].isspace()
-                                    or lines[end].lstrip().startswith("#")):
+        while end < len(lines) and (
+            not lines[end].strip() or lines[end][0].isspace() or lines[end].lstrip().startswith("#")
+        ):
             end += 1
         name = (header or use)["name"]
-        rule = Rule(name, path, i + 1, _directives(name, lines[i + 1:end], f"{rel(path)}:{i + 1}"))
+        rule = Rule(name, path, i + 1, _directives(name, lines[i + 1 : end], f"{rel(path)}:{i + 1}"))
         if use:
             uses.append((use["parent"], name, rule))
         else:
@@ -241,11 +247,16 @@ def rule_entries(rule: Rule, root: Path = ROOT) -> list[Entry]:
     params = rule.params() if "{params." in shell else {}
     for match in re.finditer(r"\bpython3?\s+\{params\.(\w+)(?::q)?\}", shell):
         value = params.get(match[1])
-        is_script_call = (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
-                          and value.func.id == "script" and len(value.args) == 1
-                          and isinstance(value.args[0], ast.Constant) and isinstance(value.args[0].value, str))
+        is_script_call = (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Name)
+            and value.func.id == "script"
+            and len(value.args) == 1
+            and isinstance(value.args[0], ast.Constant)
+            and isinstance(value.args[0].value, str)
+        )
         if not is_script_call:
-            raise RuleMapError(f"rule {rule.name} ({rule.where}): params.{match[1]} is not script(\"x.py\")")
+            raise RuleMapError(f'rule {rule.name} ({rule.where}): params.{match[1]} is not script("x.py")')
         path = root / "scripts" / value.args[0].value
         if not path.is_file():
             raise RuleMapError(f"rule {rule.name} ({rule.where}) runs {rel(path, root)}, which does not exist")
@@ -263,12 +274,16 @@ def rule_entries(rule: Rule, root: Path = ROOT) -> list[Entry]:
     for match in re.finditer(rf"(?<![\w./-]){PACKAGE}-[\w-]+", shell):
         target = scripts.get(match[0])
         if target is None:
-            raise RuleMapError(f"rule {rule.name} ({rule.where}) runs {match[0]}, "
-                               "which pyproject.toml's [project.scripts] does not define")
+            raise RuleMapError(
+                f"rule {rule.name} ({rule.where}) runs {match[0]}, "
+                "which pyproject.toml's [project.scripts] does not define"
+            )
         entries.append(_module_entry(rule, target.split(":")[0].strip(), match[0], root))
     if not entries:
-        raise RuleMapError(f"rule {rule.name} ({rule.where}): cannot tell which code `{shell[:100]}` runs "
-                           f"(expected python {{params.script}}, python -m {PACKAGE}.x or {PACKAGE}-x)")
+        raise RuleMapError(
+            f"rule {rule.name} ({rule.where}): cannot tell which code `{shell[:100]}` runs "
+            f"(expected python {{params.script}}, python -m {PACKAGE}.x or {PACKAGE}-x)"
+        )
     return entries
 
 
@@ -331,7 +346,7 @@ class Found:
 class Scan:
     module: str
     found: list[Found]
-    constants: dict[str, object]
+    constants: dict[str, tuple[object, int]]  # module-level literal -> (value, line)
 
 
 def _catches_import_error(node: ast.Try) -> bool:
@@ -373,19 +388,21 @@ def scan_file(path: Path, root: Path = ROOT) -> Scan:
     tree = ast.parse(path.read_text(), filename=str(path))
     module = module_name(path, root)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    constants: dict[str, object] = {}
+    constants: dict[str, tuple[object, int]] = {}
     for stmt in tree.body:
-        target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else getattr(
-            stmt, "target", None)
+        target = (
+            stmt.targets[0]
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+            else getattr(stmt, "target", None)
+        )
         if isinstance(target, ast.Name) and getattr(stmt, "value", None) is not None:
-            try:
-                constants[target.id] = ast.literal_eval(stmt.value)
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):  # only literal values are constants
+                constants[target.id] = (ast.literal_eval(stmt.value), stmt.lineno)
     found: list[Found] = []
 
-    def add(module_or_command: str, line: int, what: str, optional: bool, kind: str = "module",
-            names: tuple[str, ...] = ()) -> None:
+    def add(
+        module_or_command: str, line: int, what: str, optional: bool, kind: str = "module", names: tuple[str, ...] = ()
+    ) -> None:
         top = module_or_command.split(".")[0]
         if kind == "command":
             found.append(Found("command", module_or_command, line, what, optional))
@@ -404,19 +421,29 @@ def scan_file(path: Path, root: Path = ROOT) -> Scan:
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 target = ".".join([*base, *([node.module] if node.module else [])])
-            add(target, node.lineno, f"from {'.' * node.level}{node.module or ''} import {', '.join(names)}",
-                optional, names=names)
+            add(
+                target,
+                node.lineno,
+                f"from {'.' * node.level}{node.module or ''} import {', '.join(names)}",
+                optional,
+                names=names,
+            )
         elif isinstance(node, ast.Call) and node.args:
             name, arg = _call_name(node.func), node.args[0]
-            value = arg.value if isinstance(arg, ast.Constant) else constants.get(getattr(arg, "id", ""))
+            value = arg.value if isinstance(arg, ast.Constant) else constants.get(getattr(arg, "id", ""), (None,))[0]
             if name.endswith("find_spec") and isinstance(value, str):
                 add(value, node.lineno, f"{name}({value!r})", optional)
             elif name in ("shutil.which", "which") and isinstance(value, str):
                 add(value, node.lineno, f"{name}({value!r})", optional, kind="command")
         elif isinstance(node, ast.List | ast.Tuple) and len(node.elts) >= 3:
             first, flag, target = node.elts[:3]
-            if (ast.unparse(first) == "sys.executable" and isinstance(flag, ast.Constant) and flag.value == "-m"
-                    and isinstance(target, ast.Constant) and isinstance(target.value, str)):
+            if (
+                ast.unparse(first) == "sys.executable"
+                and isinstance(flag, ast.Constant)
+                and flag.value == "-m"
+                and isinstance(target, ast.Constant)
+                and isinstance(target.value, str)
+            ):
                 add(target.value, node.lineno, f"python -m {target.value}", optional)
     return Scan(module, found, constants)
 
@@ -451,7 +478,8 @@ class Need:
 
     def describe(self) -> str:
         return f"{self.what} at {self.chain[-1]}" + (
-            f", reached by {' -> '.join(self.chain[:-1])}" if len(self.chain) > 1 else "")
+            f", reached by {' -> '.join(self.chain[:-1])}" if len(self.chain) > 1 else ""
+        )
 
 
 @dataclass
@@ -503,13 +531,16 @@ def trace(files: tuple[Path, ...], root: Path = ROOT, label: str = "") -> Trace:
             dist = (command_distribution if item.kind == "command" else module_distribution)(item.name)
             if dist is None:
                 map_name = "COMMAND_DISTRIBUTIONS" if item.kind == "command" else "MODULE_DISTRIBUTIONS"
-                result.problems.append(f"{label}: {item.what} at {rel(path, root)}:{item.line}: no distribution "
-                                       f"provides {item.name!r} here; add it to {map_name} in tests/test_envs.py")
+                result.problems.append(
+                    f"{label}: {item.what} at {rel(path, root)}:{item.line}: no distribution "
+                    f"provides {item.name!r} here; add it to {map_name} in tests/test_envs.py"
+                )
                 continue
             need(dist, item.what, path, item.line)
         for constant in DISTRIBUTION_CONSTANTS.get(scan.module, ()):
-            for dist in scan.constants.get(constant, ()):
-                need(dist_name(dist), f"{scan.module}.{constant} names {dist}", path, 1)
+            value, line = scan.constants.get(constant, ((), 1))
+            for dist in value:
+                need(dist_name(dist), f"{scan.module}.{constant} names {dist}", path, line)
         for dist, why in RUNTIME_NEEDS.get(scan.module, {}).items():
             need(dist_name(dist), why, path, 1)
     for dist, need_ in list(result.needs.items()):
@@ -525,10 +556,13 @@ CONDA_SPEC = re.compile(r"(?P<name>[A-Za-z0-9_.-]+)(?:\s*(?P<op>==|=)\s*(?P<vers
 
 @dataclass
 class LocalInstall:
-    path: Path  # resolved as conda (or the post-deploy script) would
     spec: str
+    path: Path | None  # resolved as conda (or the post-deploy script) would; None for ${ARENAPREF_ROOT}
     editable: bool
     no_deps: bool
+
+    def is_package(self, root: Path) -> bool:
+        return self.path is None or self.path == root.resolve()
 
 
 @dataclass
@@ -553,18 +587,29 @@ class Env:
         return found | ({PACKAGE} if self.installs_package(root) else set())
 
     def installs_package(self, root: Path = ROOT) -> bool:
-        return any(install.path == root.resolve() for install in self.local)
+        return any(install.is_package(root) for install in self.local)
 
     def pulls_package_dependencies(self, root: Path = ROOT) -> bool:
-        return any(install.path == root.resolve() and not install.no_deps for install in self.local)
+        return any(install.is_package(root) and not install.no_deps for install in self.local)
 
 
 def _pip_entry(env: Env, entry: str, base: Path, into: dict[str, str | None], no_deps: bool = False) -> None:
     editable = entry.startswith(("-e ", "--editable "))
-    target = entry.split(None, 1)[1].strip() if editable else entry.strip()
+    try:
+        words = shlex.split(entry.split(None, 1)[1] if editable else entry)
+    except (ValueError, IndexError):
+        env.problems.append(f"{env.name}: cannot read the pip entry {entry!r}")
+        return
+    target = words[0] if len(words) == 1 else entry
+    if target == f"${{{ROOT_VARIABLE}}}":
+        env.local.append(LocalInstall(entry, None, editable, no_deps))
+        return
+    if "${" in target:
+        env.problems.append(f"{env.name}: {entry!r} uses a variable other than ${{{ROOT_VARIABLE}}}")
+        return
     if target.startswith((".", "/", "file:")):
         path = Path(target.removeprefix("file:"))
-        env.local.append(LocalInstall((base / path).resolve(), entry, editable, no_deps))
+        env.local.append(LocalInstall(entry, (base / path).resolve(), editable, no_deps))
         return
     try:
         requirement = Requirement(target)
@@ -576,6 +621,8 @@ def _pip_entry(env: Env, entry: str, base: Path, into: dict[str, str | None], no
 
 
 def load_env(path: Path, text: str | None = None, root: Path = ROOT) -> Env:
+    """An env file, with what its post-deploy script pip-installs; `text` stands in for the file's content
+    (an older version, for a scratch check), and then the post-deploy script is not read."""
     data = yaml.safe_load(path.read_text() if text is None else text) or {}
     env = Env(path, list(data.get("channels") or []), {}, {}, [], [])
     for entry in data.get("dependencies") or []:
@@ -593,7 +640,7 @@ def load_env(path: Path, text: str | None = None, root: Path = ROOT) -> Env:
             words = shlex.split(line, comments=True)
             if "pip" not in words or "install" not in words:
                 continue
-            args = iter(words[words.index("install") + 1:])
+            args = iter(words[words.index("install") + 1 :])
             no_deps = "--no-deps" in words
             for arg in args:
                 if arg in ("-e", "--editable"):
@@ -657,7 +704,7 @@ def check_rules(root: Path = ROOT) -> list[RuleCheck]:
 
 def env_name_for(dist: str) -> str:
     if dist == PACKAGE:
-        return "a pip entry installing the repository (-e ../..)"
+        return f'the pip entry -e "${{{ROOT_VARIABLE}}}"'
     if dist in PIP_ONLY:
         return f"pip: {dist}"
     return f"conda-forge: {CONDA_FORGE_NAMES.get(dist, dist)}"
@@ -681,8 +728,10 @@ def rule_env_problems(root: Path = ROOT, envs: dict[Path, Env] | None = None) ->
         provided = env.provides(root)
         for dist, need in sorted(check.trace.needs.items()):
             if dist not in provided:
-                problems.append(f"rule {rule.name} ({rule.where}): {env.name} lacks {dist} ({env_name_for(dist)}), "
-                                f"needed by {need.describe()}")
+                problems.append(
+                    f"rule {rule.name} ({rule.where}): {env.name} lacks {dist} ({env_name_for(dist)}), "
+                    f"needed by {need.describe()}"
+                )
     return problems
 
 
@@ -702,8 +751,11 @@ def envs() -> dict[Path, Env]:
 def test_every_rule_with_code_maps_to_an_env_file(checks):
     assert checks, "no rule with code found in Snakefile and rules/*.smk"
     problems = [f"rule {c.rule.name} ({c.rule.where}) has no `conda:` env" for c in checks if c.env is None]
-    problems += [f"rule {c.rule.name} ({c.rule.where}): {rel(c.env)} does not exist"
-                 for c in checks if c.env is not None and not c.env.is_file()]
+    problems += [
+        f"rule {c.rule.name} ({c.rule.where}): {rel(c.env)} does not exist"
+        for c in checks
+        if c.env is not None and not c.env.is_file()
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -750,39 +802,69 @@ def test_pip_only_for_what_conda_forge_lacks(envs):
     for env in envs.values():
         for dist in env.pip.keys() | env.post_deploy.keys():
             if dist not in PIP_ONLY:
-                problems.append(f"{env.name}: pip installs {dist}, which conda-forge has as "
-                                f"{CONDA_FORGE_NAMES.get(dist, dist)}; list it as a conda dependency")
+                problems.append(
+                    f"{env.name}: pip installs {dist}, which conda-forge has as "
+                    f"{CONDA_FORGE_NAMES.get(dist, dist)}; list it as a conda dependency"
+                )
         for name in env.conda:
             if env.distribution(name) in PIP_ONLY:
                 problems.append(f"{env.name}: {name} is listed for conda: {PIP_ONLY[env.distribution(name)]}")
             if env.distribution(name) in env.pip.keys() | env.post_deploy.keys():
                 problems.append(f"{env.name}: {name} is listed for both conda and pip")
         for dist in env.pip.keys() & env.post_deploy.keys():
-            problems.append(f"{env.name}: {dist} is installed by both the file's pip entries and its post-deploy "
-                            "script (the pip entry installs the dependencies a --no-deps install leaves out)")
+            problems.append(
+                f"{env.name}: {dist} is installed by both the file's pip entries and its post-deploy "
+                "script (the pip entry installs the dependencies a --no-deps install leaves out)"
+            )
     assert not problems, "\n".join(problems)
 
 
-def test_envs_install_the_package_editable_from_the_repository(envs):
+def test_envs_install_the_package_editable_from_the_workflow_root(envs):
     problems = []
     for env in envs.values():
         for install in env.local:
-            if install.path != ROOT.resolve():
-                problems.append(f"{env.name}: pip entry {install.spec!r} is {install.path} as Snakemake creates the "
-                                f"env (from its copy in {CONDA_PREFIX}/), not the repository {ROOT}")
+            if install.path is not None:
+                problems.append(
+                    f"{env.name}: {install.spec!r} is a path; as Snakemake creates the env it is "
+                    f"{install.path} (from the copy in {CONDA_PREFIX}/ of the working directory) and "
+                    f"elsewhere with --directory .test, a module use or --conda-prefix: install "
+                    f'-e "${{{ROOT_VARIABLE}}}" instead'
+                )
             elif not install.editable:
-                problems.append(f"{env.name}: {install.spec!r} is not editable: Snakemake keeps an env while its "
-                                "file is unchanged, so a copy of src/ would go stale")
+                problems.append(
+                    f"{env.name}: {install.spec!r} is not editable: Snakemake keeps an env while its "
+                    "file is unchanged, so a copy of src/ would go stale"
+                )
     assert not problems, "\n".join(problems)
+
+
+def test_the_workflow_sets_the_root_the_envs_install_the_package_from(envs):
+    """pip expands ${ARENAPREF_ROOT} from the environment of the snakemake process that creates the envs."""
+    users = [env.name for env in envs.values() if any(install.path is None for install in env.local)]
+    if not users:
+        pytest.skip(f"no env installs the package from ${{{ROOT_VARIABLE}}}")
+    setting = re.compile(
+        rf"""os\.environ(\[\s*["']{ROOT_VARIABLE}["']\s*\]\s*=(?!=)|"""
+        rf"""\.setdefault\(\s*["']{ROOT_VARIABLE}["']|\.update\(\s*{ROOT_VARIABLE}\s*=)"""
+    )
+    files = [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]
+    assert any(setting.search(path.read_text()) for path in files if path.is_file()), (
+        f"{', '.join(users)} install the package from ${{{ROOT_VARIABLE}}}, which neither the Snakefile nor "
+        f"rules/*.smk sets, so `snakemake --sdm conda` cannot create them: add `{ROOT_SETTING}` "
+        "(and `import os`) to rules/common.smk"
+    )
 
 
 def test_envs_provide_the_package_dependencies(envs):
     """pip resolves the package's dependencies as it installs it: any the env lacks comes from PyPI, unpinned."""
     declared = pyproject_dependencies()
-    problems = [f"{env.name}: pip would fetch {dist} unpinned from PyPI to install the package: list "
-                f"{env_name_for(dist)} at requirements.txt's pin"
-                for env in envs.values() if env.pulls_package_dependencies()
-                for dist in sorted(declared - env.provides())]
+    problems = [
+        f"{env.name}: pip would fetch {dist} unpinned from PyPI to install the package: list "
+        f"{env_name_for(dist)} at requirements.txt's pin"
+        for env in envs.values()
+        if env.pulls_package_dependencies()
+        for dist in sorted(declared - env.provides())
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -799,14 +881,17 @@ def test_envs_list_only_what_their_rules_need(checks, envs):
         allowed = needed[path] | UNPINNED | (declared if env.pulls_package_dependencies() else set())
         listed = [(name, env.distribution(name)) for name in env.conda]
         listed += [(name, name) for name in env.pip.keys() | env.post_deploy.keys()]
-        problems += [f"{env.name}: lists {name}, which none of its rules ({', '.join(users[path])}) needs"
-                     for name, dist in listed if dist not in allowed and users[path]]
+        problems += [
+            f"{env.name}: lists {name}, which none of its rules ({', '.join(users[path])}) needs"
+            for name, dist in listed
+            if dist not in allowed and users[path]
+        ]
     assert not problems, "\n".join(problems)
 
 
 def test_pyproject_dependencies_cover_what_the_package_imports():
     declared = pyproject_dependencies()
-    problems = []
+    problems: dict[str, str] = {}  # the first import of each missing distribution
     for path in sorted((ROOT / "src" / PACKAGE).rglob("*.py")):
         scan = scan_file(path)
         for item in scan.found:
@@ -814,25 +899,28 @@ def test_pyproject_dependencies_cover_what_the_package_imports():
                 continue
             dist = module_distribution(item.name)
             if item.what.startswith(("import ", "from ")) and dist not in declared:
-                problems.append(f"pyproject.toml [project] dependencies lacks {dist or item.name}: "
-                                f"{item.what} at {rel(path)}:{item.line}")
-    assert not problems, "\n".join(problems)
+                problems.setdefault(
+                    dist or item.name,
+                    f"pyproject.toml [project] dependencies lacks "
+                    f"{dist or item.name}: {item.what} at {rel(path)}:{item.line}",
+                )
+    assert not problems, "\n".join(problems.values())
 
 
-def test_the_check_flags_an_env_that_lacks_an_import(envs):
-    """The check itself: data.yaml without matplotlib-base must fail report_figures (it did before the fix)."""
-    data = ROOT / "envs" / "data.yaml"
-    report_rules = [c for c in check_rules() if c.rule.name == "report_figures"]
-    if not report_rules or report_rules[0].env != data.resolve():
-        pytest.skip("report_figures does not use envs/data.yaml")
-    broken = load_env(data)
+def test_the_check_flags_an_env_that_lacks_an_import(checks):
+    """The check itself: report_figures' env without matplotlib-base (envs/data.yaml before the fix) must fail."""
+    [report] = [check for check in checks if check.rule.name == "report_figures"] or [None]
+    if report is None or report.env is None or not report.env.is_file():
+        pytest.skip("no rule report_figures with an env file")
+    broken = load_env(report.env)
     broken.conda.pop("matplotlib-base", None)
-    problems = rule_env_problems(envs={data.resolve(): broken})
-    assert any(p.startswith("rule report_figures") and "lacks matplotlib" in p and "arenapref/report.py" in p
-               for p in problems), problems
+    problems = rule_env_problems(envs={report.env: broken})
+    assert any(
+        p.startswith("rule report_figures") and "lacks matplotlib" in p and "arenapref/report.py" in p for p in problems
+    ), problems
 
 
-WORKFLOW = '''
+WORKFLOW = """
 rule by_script:
     conda:
         "../envs/a.yaml"
@@ -864,7 +952,7 @@ rule by_module:
 rule all:
     input:
         "x",
-'''
+"""
 
 
 @pytest.fixture
@@ -877,8 +965,9 @@ def tiny_workflow(tmp_path) -> Path:
     (tmp_path / "scripts" / "job.py").write_text("from arenapref import job\n")
     (tmp_path / "src" / PACKAGE / "__init__.py").write_text("")
     (tmp_path / "src" / PACKAGE / "job.py").write_text("import json\n\n\ndef main():\n    import numpy\n")
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "arenapref"\n\n'
-                                             '[project.scripts]\narenapref-job = "arenapref.job:main"\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "arenapref"\n\n[project.scripts]\narenapref-job = "arenapref.job:main"\n'
+    )
     (tmp_path / "envs" / "a.yaml").write_text("channels: [conda-forge, nodefaults]\ndependencies: [python=3.11]\n")
     return tmp_path
 
@@ -887,8 +976,12 @@ def test_the_rule_parser_reads_each_way_a_rule_runs_code(tiny_workflow):
     found = {rule.name: rule for rule in parse_rules(tiny_workflow)}
     assert set(found) == {"by_script", "by_script_again", "by_command", "by_module", "all"}
     assert rule_entries(found["all"], tiny_workflow) == []
-    for name, needs_package in [("by_script", False), ("by_script_again", False), ("by_command", True),
-                                ("by_module", True)]:
+    for name, needs_package in [
+        ("by_script", False),
+        ("by_script_again", False),
+        ("by_command", True),
+        ("by_module", True),
+    ]:
         [entry] = rule_entries(found[name], tiny_workflow)
         assert entry.needs_package is needs_package
         assert rule_env(found[name]) == (tiny_workflow / "envs" / "a.yaml").resolve()
@@ -898,11 +991,19 @@ def test_the_rule_parser_reads_each_way_a_rule_runs_code(tiny_workflow):
     assert len([p for p in problems if f"lacks {PACKAGE}" in p]) == 2, problems
 
 
-@pytest.mark.parametrize("shell", ['"kaggle competitions download"', '"python {params.other}"',
-                                   '"arenapref-missing --x"', '"python -m somewhere.else"'])
+@pytest.mark.parametrize(
+    "shell",
+    [
+        '"kaggle competitions download"',
+        '"python {params.other}"',
+        '"arenapref-missing --x"',
+        '"python -m somewhere.else"',
+    ],
+)
 def test_the_rule_parser_fails_loudly_on_code_it_cannot_map(tmp_path, shell):
     (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "a.smk").write_text(f"rule odd:\n    params:\n        other=1,\n    shell:\n        {shell}\n")
+    rule = f"rule odd:\n    params:\n        other=1,\n    shell:\n        {shell}\n"
+    (tmp_path / "rules" / "a.smk").write_text(rule)
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "arenapref"\n')
     [rule] = parse_rules(tmp_path)
     with pytest.raises(RuleMapError, match="rule odd"):

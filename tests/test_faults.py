@@ -18,8 +18,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
-SETTINGS = {"model": {"max_length": 96},
-            "train": {"epochs": 3, "batch_size": 4, "grad_accum": 1, "chunk_size": 8, "learning_rate": 1e-3}}
+SETTINGS = {
+    "model": {"max_length": 96},
+    "train": {"epochs": 3, "batch_size": 4, "grad_accum": 1, "chunk_size": 8, "learning_rate": 1e-3},
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +39,54 @@ def fold_data(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def train_command(data: Path, checkpoint: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "arenapref.commands.train_fold", "--data", str(data), "--fold", "0",
-            "--checkpoint", str(checkpoint), "--config", json.dumps(SETTINGS), "--adapter-dir", str(out / "adapter"),
-            "--log", str(out / "train_log.json"), "--resume-dir", str(out / "resume")]
+    return [
+        sys.executable,
+        "-m",
+        "arenapref.commands.train_fold",
+        "--data",
+        str(data),
+        "--fold",
+        "0",
+        "--checkpoint",
+        str(checkpoint),
+        "--config",
+        json.dumps(SETTINGS),
+        "--adapter-dir",
+        str(out / "adapter"),
+        "--log",
+        str(out / "train_log.json"),
+        "--resume-dir",
+        str(out / "resume"),
+    ]
 
 
 def predict_oof(data: Path, test: Path, checkpoint: Path, out: Path) -> np.ndarray:
-    subprocess.run([sys.executable, "-m", "arenapref.commands.predict_fold", "--data", str(data), "--test",
-                    str(test), "--fold", "0", "--checkpoint", str(checkpoint), "--adapter-dir", str(out / "adapter"),
-                    "--config", json.dumps(SETTINGS), "--out-oof", str(out / "oof.parquet"),
-                    "--out-test", str(out / "test.parquet")], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "arenapref.commands.predict_fold",
+            "--data",
+            str(data),
+            "--test",
+            str(test),
+            "--fold",
+            "0",
+            "--checkpoint",
+            str(checkpoint),
+            "--adapter-dir",
+            str(out / "adapter"),
+            "--config",
+            json.dumps(SETTINGS),
+            "--out-oof",
+            str(out / "oof.parquet"),
+            "--out-test",
+            str(out / "test.parquet"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return pl.read_parquet(out / "oof.parquet").select("winner_model_a", "winner_model_b", "winner_tie").to_numpy()
 
 
@@ -107,7 +147,8 @@ def test_truncated_resume_state_is_retrained_not_used(fold_data, tiny_checkpoint
 
 
 def test_full_disk_while_saving_a_checkpoint_is_a_clear_error_and_keeps_the_last_one(
-        fold_data, tiny_checkpoint, tmp_path, monkeypatch):
+    fold_data, tiny_checkpoint, tmp_path, monkeypatch
+):
     import errno
 
     import arenapref.checkpointing as checkpointing
@@ -115,7 +156,7 @@ def test_full_disk_while_saving_a_checkpoint_is_a_clear_error_and_keeps_the_last
     from arenapref.errors import CheckpointError
     from arenapref.jobs import Runtime
     from arenapref.modeling import attach_new_adapter
-    from arenapref.training import train_adapter
+    from arenapref.training import Examples, train_adapter
 
     run = RunConfig.from_config(SETTINGS)
     rt = Runtime.create(run, tiny_checkpoint)
@@ -134,8 +175,15 @@ def test_full_disk_while_saving_a_checkpoint_is_a_clear_error_and_keeps_the_last
     resume = tmp_path / "resume"
     identity = {"config": "x"}
     with pytest.raises(CheckpointError, match=r"after chunk 2 .*No space left on device.*chunk \(1\) is intact"):
-        train_adapter(model, rt.encode(table), table["label"].to_list(), run.train, rt.device, rt.dtype,
-                      rt.tokenizer.pad_token_id, resume, identity)
+        train_adapter(
+            model,
+            Examples(rt.encode(table), table["label"].to_list(), rt.tokenizer.pad_token_id),
+            run.train,
+            rt.device,
+            rt.dtype,
+            resume,
+            identity,
+        )
     point = checkpointing.load_resume_point(resume, identity)
     assert point is not None and point.chunks_done == 1
     assert not list(resume.glob("*.partial"))
@@ -185,6 +233,6 @@ def test_fp16_gradient_scaler_state_survives_a_kill_and_resume(fold_data, tiny_c
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     log = json.loads((tmp_path / "train_log.json").read_text())
     assert log["runtime"]["dtype"] == "float16"
-    resumed = log["history"][len(before):]
+    resumed = log["history"][len(before) :]
     assert resumed and resumed[0]["loss_scale"] == 512.0
     assert all(np.isfinite(step["loss"]) for step in log["history"])

@@ -7,8 +7,10 @@ from arenapref.metrics import log_loss
 
 
 def table(rows):
-    return pl.DataFrame({"response_a": [r[0] for r in rows], "response_b": [r[1] for r in rows]},
-                        schema={"response_a": pl.List(pl.String), "response_b": pl.List(pl.String)})
+    return pl.DataFrame(
+        {"response_a": [r[0] for r in rows], "response_b": [r[1] for r in rows]},
+        schema={"response_a": pl.List(pl.String), "response_b": pl.List(pl.String)},
+    )
 
 
 def test_text_features_count_markdown_and_flag_identical_answers():

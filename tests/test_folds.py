@@ -6,8 +6,8 @@ from arenapref.preprocess import preprocess_train
 
 def assert_no_prompt_on_both_sides(prompts, folds):
     for fold in set(folds):
-        inside = {t.strip() for p, f in zip(prompts, folds) if f == fold for t in p if t.strip()}
-        outside = {t.strip() for p, f in zip(prompts, folds) if f != fold for t in p if t.strip()}
+        inside = {t.strip() for p, f in zip(prompts, folds, strict=True) if f == fold for t in p if t.strip()}
+        outside = {t.strip() for p, f in zip(prompts, folds, strict=True) if f != fold for t in p if t.strip()}
         assert not inside & outside, f"fold {fold} shares prompt turns with its training side"
 
 

@@ -16,9 +16,29 @@ pytestmark = pytest.mark.slow
 
 def test_gpu_check_runs_every_case_on_a_cpu(tmp_path):
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--shape", "tiny", "--device", "cpu", "--rows", "2",
-         "--length", "128", "--steps", "2", "--predict-batches", "1", "--out-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=900, cwd=ROOT)
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "gpu_check.py"),
+            "--shape",
+            "tiny",
+            "--device",
+            "cpu",
+            "--rows",
+            "2",
+            "--length",
+            "128",
+            "--steps",
+            "2",
+            "--predict-batches",
+            "1",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     cases = {(case["dtype"], case["gradient_checkpointing"]) for case in report["training"]}
@@ -42,9 +62,11 @@ def test_gpu_check_runs_every_case_on_a_cpu(tmp_path):
 
 
 def test_gpu_check_imports_only_what_a_bare_cuda_machine_can_carry():
-    probe = ("import sys; sys.path.insert(0, 'src'); import arenapref.bench.gpu_check, arenapref.training, "
-             "arenapref.cli; print(sorted(m for m in ('polars', 'snakemake', 'trl', 'pandas', 'sklearn', "
-             "'matplotlib', 'scipy') if m in sys.modules))")
+    probe = (
+        "import sys; sys.path.insert(0, 'src'); import arenapref.bench.gpu_check, arenapref.training, "
+        "arenapref.cli; print(sorted(m for m in ('polars', 'snakemake', 'trl', 'pandas', 'sklearn', "
+        "'matplotlib', 'scipy') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -25,14 +25,17 @@ from arenapref.modeling import (
 CUDA = torch.device("cuda", 0)
 
 
-@pytest.mark.parametrize(("capability", "expected"), [
-    ((6, 0), torch.float16),  # P100
-    ((7, 0), torch.float16),  # V100
-    ((7, 5), torch.float16),  # T4, the Kaggle GPUs
-    ((8, 0), torch.bfloat16),  # A100
-    ((8, 6), torch.bfloat16),  # A10, RTX 30xx
-    ((9, 0), torch.bfloat16),  # H100
-])
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [
+        ((6, 0), torch.float16),  # P100
+        ((7, 0), torch.float16),  # V100
+        ((7, 5), torch.float16),  # T4, the Kaggle GPUs
+        ((8, 0), torch.bfloat16),  # A100
+        ((8, 6), torch.bfloat16),  # A10, RTX 30xx
+        ((9, 0), torch.bfloat16),  # H100
+    ],
+)
 def test_auto_precision_follows_the_compute_capability(monkeypatch, capability, expected):
     # torch.cuda.is_bf16_supported() says yes on a T4 too (emulation); the capability decides.
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -131,11 +134,12 @@ def _gradients(checkpoint, checkpointing: bool, rows=3, length=40):
 
     ids = torch.randint(5, 100, (rows, length))
     mask = torch.ones_like(ids)
-    mask[0, length // 2:] = 0
+    mask[0, length // 2 :] = 0
     torch.manual_seed(1)  # the same dropout masks in both runs
     with saved_for_backward(model) as saved:
-        loss = ClassifierHead().loss(model, {"input_ids": ids, "attention_mask": mask,
-                                             "labels": torch.tensor([0, 1, 2][:rows])}, 0.0)
+        loss = ClassifierHead().loss(
+            model, {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 2][:rows])}, 0.0
+        )
     loss.backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
     return grads, saved["bytes"], run

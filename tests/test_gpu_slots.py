@@ -47,7 +47,11 @@ def holders():
     def start(count: int, lock_dir: Path) -> subprocess.Popen:
         proc = subprocess.Popen(
             [sys.executable, "-c", HOLDER, str(count), str(lock_dir)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         started.append(proc)
         return proc

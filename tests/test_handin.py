@@ -52,11 +52,13 @@ def export_folder(tiny_checkpoint, tmp_path_factory):
     from arenapref.export import export_for_kaggle
 
     root = tmp_path_factory.mktemp("export")
-    run = RunConfig.from_config({"model": {"max_length": 96}, "predict": {"tokens_per_batch": 512, "precision": "fp32"},
-                                 "device": "cpu"})
+    run = RunConfig.from_config(
+        {"model": {"max_length": 96}, "predict": {"tokens_per_batch": 512, "precision": "fp32"}, "device": "cpu"}
+    )
     adapters = _random_adapters(tiny_checkpoint, root / "folds", run)
-    return export_for_kaggle(root / "kaggle_export", list(adapters.values()), tiny_checkpoint, run, {},
-                             "someone/arenapref-adapters")
+    return export_for_kaggle(
+        root / "kaggle_export", list(adapters.values()), tiny_checkpoint, run, {}, "someone/arenapref-adapters"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +94,10 @@ def test_chosen_folds_are_the_ones_averaged(export_folder, test_csv, tiny_checkp
     from arenapref.offline_predict import PredictOptions, parse_folds, predict_export
 
     assert parse_folds("0,2") == ("fold0", "fold2") and parse_folds("all") is None
-    each = {name: predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(folds=(name,)))[1]
-            for name in ("fold0", "fold2")}
+    each = {
+        name: predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(folds=(name,)))[1]
+        for name in ("fold0", "fold2")
+    }
     both = predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(folds=("fold0", "fold2")))
     assert both[2]["folds"] == ["fold0", "fold2"]
     expected = (each["fold0"] + each["fold2"]) / 2
@@ -125,8 +129,9 @@ def test_time_budget_drops_tta_then_folds_to_fit(export_folder, test_csv, tiny_c
     assert choose_plan(1e-3, 1000, folds, False, cost, 2.0, workers=2)["folds"] == folds  # halved by two workers
     assert choose_plan(1e-3, 1000, folds, False, cost, 0.1).get("over_budget")
 
-    roomy = predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(time_budget_hours=1.0,
-                                                                                     swap_tta=True))[2]
+    roomy = predict_export(
+        export_folder, test_csv, tiny_checkpoint, PredictOptions(time_budget_hours=1.0, swap_tta=True)
+    )[2]
     assert roomy["folds"] == ["fold0", "fold1", "fold2"] and roomy["swap_tta"] is True
     tight = predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(time_budget_hours=1e-9))[2]
     assert tight["folds"] == ["fold0"] and tight["plan"]["over_budget"]
@@ -146,21 +151,53 @@ def test_export_installs_offline_and_predicts_the_real_test_rows(tmp_path, tiny_
     cache = wheel_cache()
     run = RunConfig.from_config({"model": {"max_length": 96}, "device": "cpu"})
     adapters = _random_adapters(tiny_checkpoint, tmp_path / "folds", run, names=("fold0", "fold1"))
-    export = export_for_kaggle(tmp_path / "kaggle_export", list(adapters.values()), tiny_checkpoint, run, {},
-                               "someone/arenapref-adapters", wheels_python=PY,
-                               wheel_index_args=["--no-index", "--find-links", str(cache)])
+    export = export_for_kaggle(
+        tmp_path / "kaggle_export",
+        list(adapters.values()),
+        tiny_checkpoint,
+        run,
+        {},
+        "someone/arenapref-adapters",
+        wheels_python=PY,
+        wheel_index_args=["--no-index", "--find-links", str(cache)],
+    )
     manifest = json.loads((export / "export.json").read_text())
     assert manifest["wheels"]["count"] > 20 and manifest["kaggle_plan"]["chosen"]["folds"] >= 1
     python = kaggle_like_venv(tmp_path)
-    _run([python, "-m", "pip", "install", "--no-index", "--find-links", str(export / "wheels"), "-r",
-          str(export / "wheels" / "requirements.txt")])
+    _run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            str(export / "wheels"),
+            "-r",
+            str(export / "wheels" / "requirements.txt"),
+        ]
+    )
     out = tmp_path / "working" / "submission.csv"
     out.parent.mkdir()
-    done = subprocess.run([python, str(export / "predict.py"), "--base-model", str(tiny_checkpoint), "--test",
-                           str(real_data / "test.csv"), "--out", str(out), "--time-budget", "1h"],
-                          capture_output=True, text=True, cwd=out.parent, timeout=900,
-                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PIP_CONFIG_FILE": "/dev/null",
-                               "HOME": str(tmp_path)})
+    done = subprocess.run(
+        [
+            python,
+            str(export / "predict.py"),
+            "--base-model",
+            str(tiny_checkpoint),
+            "--test",
+            str(real_data / "test.csv"),
+            "--out",
+            str(out),
+            "--time-budget",
+            "1h",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=out.parent,
+        timeout=900,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PIP_CONFIG_FILE": "/dev/null", "HOME": str(tmp_path)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     submission = pl.read_csv(out)
     assert submission.height == 3

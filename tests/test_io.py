@@ -36,7 +36,6 @@ def test_atomic_dir_swaps_a_whole_folder_or_nothing(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
 
 
-
 @pytest.mark.parametrize("writer", ["atomic_path", "atomic_dir"])
 def test_a_process_killed_mid_write_leaves_the_old_output(tmp_path, writer):
     """SIGKILL half-way through writing an output: the output path still holds the previous
@@ -52,10 +51,14 @@ def test_a_process_killed_mid_write_leaves_the_old_output(tmp_path, writer):
     else:
         target.mkdir()
         (target / "weights").write_text("old")
-        body = ("with atomic_dir(target) as staging:\n    (staging / 'weights').write_text('half')\n"
-                "    os.kill(os.getpid(), 9)\n")
-    code = (f"import os, sys\nsys.path.insert(0, {str(ROOT / 'src')!r})\nfrom pathlib import Path\n"
-            f"from arenapref.io import atomic_dir, atomic_path\ntarget = Path({str(target)!r})\n" + body)
+        body = (
+            "with atomic_dir(target) as staging:\n    (staging / 'weights').write_text('half')\n"
+            "    os.kill(os.getpid(), 9)\n"
+        )
+    code = (
+        f"import os, sys\nsys.path.insert(0, {str(ROOT / 'src')!r})\nfrom pathlib import Path\n"
+        f"from arenapref.io import atomic_dir, atomic_path\ntarget = Path({str(target)!r})\n" + body
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert done.returncode == -signal.SIGKILL
     if writer == "atomic_path":

@@ -74,8 +74,12 @@ def test_missing_credentials_say_where_to_put_them(tmp_path):
 
 def test_download_script_unpacks_into_the_folder(tmp_path, fake_kaggle):
     out = tmp_path / "data" / "kaggle"
-    result = subprocess.run([sys.executable, "-m", "arenapref.commands.kaggle_download", "--out-dir", out],
-                            check=False, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "arenapref.commands.kaggle_download", "--out-dir", out],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     for name in ("train.csv", "test.csv", "sample_submission.csv"):
         assert (out / name).read_bytes() == (fake_kaggle["files"] / name).read_bytes()
@@ -87,8 +91,12 @@ def test_download_script_unpacks_into_the_folder(tmp_path, fake_kaggle):
 def test_download_without_credentials_fails_before_calling_kaggle(tmp_path, fake_kaggle, monkeypatch):
     monkeypatch.delenv("KAGGLE_USERNAME")
     monkeypatch.delenv("KAGGLE_KEY")
-    result = subprocess.run([sys.executable, "-m", "arenapref.commands.kaggle_download", "--out-dir", tmp_path / "d"],
-                            check=False, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "arenapref.commands.kaggle_download", "--out-dir", tmp_path / "d"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "no Kaggle credentials" in result.stderr and "Traceback" not in result.stderr
     assert fake_kaggle["calls"]() == []
@@ -111,8 +119,10 @@ def test_unpack_reads_members_by_name_and_ignores_others(tmp_path):
 
 
 def test_submission_message_names_model_hash_and_score():
-    metrics = {"run": {"model_checkpoint": "/models/Meta-Llama-3.1-8B-bnb-4bit", "config_hash": "0123456789abcdef99"},
-               "overall": {"log_loss": 0.93456}}
+    metrics = {
+        "run": {"model_checkpoint": "/models/Meta-Llama-3.1-8B-bnb-4bit", "config_hash": "0123456789abcdef99"},
+        "overall": {"log_loss": 0.93456},
+    }
     assert submission_message(metrics) == "arenapref Meta-Llama-3.1-8B-bnb-4bit config 0123456789ab OOF log loss 0.9346"
 
 
@@ -128,21 +138,44 @@ def write_route_inputs(tmp_path: Path) -> dict[str, Path]:
     (export / "adapters" / "fold0").mkdir(parents=True)
     (export / "adapters" / "fold0" / "adapter_config.json").write_text("{}")
     (export / "predict.py").write_text("print('predict')\n")
-    (export / "dataset-metadata.json").write_text(json.dumps(
-        {"title": "arenapref fold adapters", "id": DATASET_ID, "licenses": [{"name": "CC0-1.0"}]}))
+    (export / "dataset-metadata.json").write_text(
+        json.dumps({"title": "arenapref fold adapters", "id": DATASET_ID, "licenses": [{"name": "CC0-1.0"}]})
+    )
     kernel = write_kernel_folder(tmp_path / "results" / "kaggle_kernel", KERNEL_ID, DATASET_ID, BASE_MODEL)
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"run": {"model_checkpoint": "results/model/smollm2-135m-instruct",
-                                           "config_hash": "feedfacecafebeef"}, "overall": {"log_loss": 0.9}}))
+    metrics.write_text(
+        json.dumps(
+            {
+                "run": {"model_checkpoint": "results/model/smollm2-135m-instruct", "config_hash": "feedfacecafebeef"},
+                "overall": {"log_loss": 0.9},
+            }
+        )
+    )
     return {"export": export, "kernel": kernel, "metrics": metrics, "receipt": tmp_path / "kaggle" / "receipt.json"}
 
 
 def submit_script(paths: dict[str, Path], *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "arenapref.commands.kaggle_submit", "--export-dir", paths["export"],
-         "--kernel-dir", paths["kernel"], "--metrics", paths["metrics"], "--receipt", paths["receipt"],
-         "--poll-seconds", "0", *extra],
-        check=False, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "arenapref.commands.kaggle_submit",
+            "--export-dir",
+            paths["export"],
+            "--kernel-dir",
+            paths["kernel"],
+            "--metrics",
+            paths["metrics"],
+            "--receipt",
+            paths["receipt"],
+            "--poll-seconds",
+            "0",
+            *extra,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_submit_uploads_pushes_waits_then_submits_the_kernel_version(tmp_path, fake_kaggle, monkeypatch):
@@ -218,15 +251,25 @@ def test_submit_without_credentials_calls_nothing(tmp_path, fake_kaggle, monkeyp
     assert fake_kaggle["calls"]() == [] and not paths["receipt"].exists()
 
 
-@pytest.mark.parametrize("damage, expected", [
-    (lambda p: (p["export"] / "predict.py").unlink(), "no predict.py"),
-    (lambda p: (p["export"] / "dataset-metadata.json").unlink(), "no dataset-metadata.json"),
-    (lambda p: (p["kernel"] / "kernel-metadata.json").unlink(), "no kernel-metadata.json"),
-    (lambda p: write_kernel_folder(p["kernel"], KERNEL_ID, "someone/other-adapters", BASE_MODEL),
-     "lack the export's dataset someone/arenapref-adapters"),
-    (lambda p: write_kernel_folder(p["kernel"], "YOUR_KAGGLE_USERNAME/arenapref-submission", DATASET_ID, BASE_MODEL),
-     "set kaggle.kernel_id"),
-], ids=["no-predict", "no-dataset-metadata", "no-kernel-metadata", "other-dataset", "placeholder-kernel-id"])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda p: (p["export"] / "predict.py").unlink(), "no predict.py"),
+        (lambda p: (p["export"] / "dataset-metadata.json").unlink(), "no dataset-metadata.json"),
+        (lambda p: (p["kernel"] / "kernel-metadata.json").unlink(), "no kernel-metadata.json"),
+        (
+            lambda p: write_kernel_folder(p["kernel"], KERNEL_ID, "someone/other-adapters", BASE_MODEL),
+            "lack the export's dataset someone/arenapref-adapters",
+        ),
+        (
+            lambda p: write_kernel_folder(
+                p["kernel"], "YOUR_KAGGLE_USERNAME/arenapref-submission", DATASET_ID, BASE_MODEL
+            ),
+            "set kaggle.kernel_id",
+        ),
+    ],
+    ids=["no-predict", "no-dataset-metadata", "no-kernel-metadata", "other-dataset", "placeholder-kernel-id"],
+)
 def test_submit_refuses_an_incomplete_export_without_calling_kaggle(tmp_path, fake_kaggle, damage, expected):
     paths = write_route_inputs(tmp_path)
     damage(paths)
@@ -281,8 +324,14 @@ def test_wait_for_kernel_polls_until_complete_and_times_out_with_the_way_on(fake
     monkeypatch.setenv("FAKE_KAGGLE_RUNNING_POLLS", "1000")
     now = [0.0]
     with pytest.raises(KaggleError, match=rf"still running after 1.0 h.*-k {KERNEL_ID} -v 4 -f submission.csv"):
-        wait_for_kernel(KERNEL_ID, poll_seconds=600, timeout_seconds=3600, version=4,
-                        sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+        wait_for_kernel(
+            KERNEL_ID,
+            poll_seconds=600,
+            timeout_seconds=3600,
+            version=4,
+            sleep=lambda s: now.__setitem__(0, now[0] + s),
+            clock=lambda: now[0],
+        )
 
 
 def test_push_output_without_a_version_or_with_dropped_inputs_is_an_error():
@@ -291,8 +340,10 @@ def test_push_output_without_a_version_or_with_dropped_inputs_is_an_error():
     with pytest.raises(KaggleError, match="refused the kernel: Notebook not found"):
         parse_push_version("Kernel push error: Notebook not found")
     with pytest.raises(KaggleError, match=r"dropped the kernel's inputs \(version 12 runs without them\): dataset"):
-        parse_push_version("The following are not valid dataset sources and could not be added to the kernel: "
-                           f"['{DATASET_ID}']\n{pushed}")
+        parse_push_version(
+            "The following are not valid dataset sources and could not be added to the kernel: "
+            f"['{DATASET_ID}']\n{pushed}"
+        )
     with pytest.raises(KaggleError, match="no version number"):
         parse_push_version("Kernel version successfully pushed.  Please check progress at https://x")
 
@@ -308,23 +359,37 @@ def test_kernel_status_reads_the_enum_name_and_the_failure_message():
 
 # --- The notebook --------------------------------------------------------------------------------
 
+
 def test_kaggle_input_path_of_datasets_models_and_paths():
     assert kaggle_input_path("someone/meta-llama-3-1-8b-bnb-4bit") == "/kaggle/input/meta-llama-3-1-8b-bnb-4bit"
-    assert kaggle_input_path("metaresearch/llama-3.1/transformers/8b-instruct/2") == \
-        "/kaggle/input/llama-3.1/transformers/8b-instruct/2"
+    assert (
+        kaggle_input_path("metaresearch/llama-3.1/transformers/8b-instruct/2")
+        == "/kaggle/input/llama-3.1/transformers/8b-instruct/2"
+    )
     assert kaggle_input_path("/kaggle/input/my-model/weights/") == "/kaggle/input/my-model/weights"
-    for bad in ("llama", "a/b/c", "o/m/f/v/latest", "o/m/f/v/1/2", "/models/llama", "/kaggle/input/../etc",
-                "someone/", "a b/c"):
+    for bad in (
+        "llama",
+        "a/b/c",
+        "o/m/f/v/latest",
+        "o/m/f/v/1/2",
+        "/models/llama",
+        "/kaggle/input/../etc",
+        "someone/",
+        "a b/c",
+    ):
         with pytest.raises(KaggleError) as caught:
             kaggle_input_path(bad)
         assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("base_model, datasets, models", [
-    (BASE_MODEL, [DATASET_ID, BASE_MODEL], []),
-    ("metaresearch/llama-3.1/transformers/8b/1", [DATASET_ID], ["metaresearch/llama-3.1/transformers/8b/1"]),
-    ("/kaggle/input/attached-by-hand", [DATASET_ID], []),
-])
+@pytest.mark.parametrize(
+    "base_model, datasets, models",
+    [
+        (BASE_MODEL, [DATASET_ID, BASE_MODEL], []),
+        ("metaresearch/llama-3.1/transformers/8b/1", [DATASET_ID], ["metaresearch/llama-3.1/transformers/8b/1"]),
+        ("/kaggle/input/attached-by-hand", [DATASET_ID], []),
+    ],
+)
 def test_kernel_metadata_runs_offline_on_a_gpu_with_its_inputs(tmp_path, base_model, datasets, models):
     kernel = write_kernel_folder(tmp_path / "kernel", KERNEL_ID, DATASET_ID, base_model)
     metadata = json.loads((kernel / "kernel-metadata.json").read_text())
@@ -371,8 +436,9 @@ def fake_kaggle_inputs(tmp_path: Path) -> tuple[Path, Path]:
 
 def run_notebook(kernel: Path, inputs: Path, working: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, KAGGLE_INPUT_ROOT=str(inputs), KAGGLE_WORKING=str(working))
-    return subprocess.run([sys.executable, kernel / "run.py"], check=False, capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, kernel / "run.py"], check=False, capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_run_py_calls_predict_with_the_inputs_and_installs_wheels_offline(tmp_path):
@@ -388,9 +454,16 @@ def test_run_py_calls_predict_with_the_inputs_and_installs_wheels_offline(tmp_pa
     result = run_notebook(kernel, inputs, working)
     assert result.returncode == 0, result.stderr
     argv = json.loads((inputs / "arenapref-adapters" / "argv.json").read_text())
-    assert argv == ["--base-model", str(inputs / "llama-3.1/transformers/8b/1"),
-                    "--test", str(inputs / COMPETITION / "test.csv"),
-                    "--out", str(working / "submission.csv"), "--device", "cuda"]
+    assert argv == [
+        "--base-model",
+        str(inputs / "llama-3.1/transformers/8b/1"),
+        "--test",
+        str(inputs / COMPETITION / "test.csv"),
+        "--out",
+        str(working / "submission.csv"),
+        "--device",
+        "cuda",
+    ]
     assert "id,winner_model_a,winner_model_b,winner_tie" in result.stdout and "7,0.5,0.3,0.2" in result.stdout
     (wheels / "requirements.txt").write_text("arenapref-no-such-package==0\n")  # not among the wheels: pip fails
     assert run_notebook(kernel, inputs, working).returncode != 0
@@ -424,8 +497,9 @@ main()
 def parsed_by_real_cli(command: list[str], tmp_path: Path) -> dict:
     pytest.importorskip("kaggle", reason="the kaggle CLI is not installed in this environment")
     env = dict(os.environ, KAGGLE_USERNAME="someone", KAGGLE_KEY="k", HOME=str(tmp_path))
-    result = subprocess.run([sys.executable, "-c", PARSE_ONLY, *command], check=False, capture_output=True, text=True,
-                            env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE_ONLY, *command], check=False, capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -435,18 +509,33 @@ def test_the_real_cli_parses_our_download_command(tmp_path):
     assert parsed["competition"] == COMPETITION and parsed["path"] == str(tmp_path / "dl")
 
 
-@pytest.mark.parametrize("command, expected", [
-    (dataset_status_command(DATASET_ID), {"dataset": DATASET_ID}),
-    (dataset_create_command(Path("results/kaggle_export")),
-     {"folder": "results/kaggle_export", "dir_mode": "zip", "quiet": True, "public": False}),
-    (dataset_version_command(Path("results/kaggle_export"), MESSAGE),
-     {"folder": "results/kaggle_export", "version_notes": MESSAGE, "dir_mode": "zip", "quiet": True}),
-    (kernel_push_command(Path("results/kaggle_kernel")), {"folder": "results/kaggle_kernel", "no_run": False}),
-    (kernel_status_command(KERNEL_ID, 3), {"kernel": f"{KERNEL_ID}/3"}),
-    (kernel_submit_command(KERNEL_ID, 3, MESSAGE),
-     {"competition": COMPETITION, "kernel": KERNEL_ID, "version": "3", "file_name": "submission.csv",
-      "message": MESSAGE}),
-], ids=["datasets-status", "datasets-create", "datasets-version", "kernels-push", "kernels-status", "kernel-submit"])
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        (dataset_status_command(DATASET_ID), {"dataset": DATASET_ID}),
+        (
+            dataset_create_command(Path("results/kaggle_export")),
+            {"folder": "results/kaggle_export", "dir_mode": "zip", "quiet": True, "public": False},
+        ),
+        (
+            dataset_version_command(Path("results/kaggle_export"), MESSAGE),
+            {"folder": "results/kaggle_export", "version_notes": MESSAGE, "dir_mode": "zip", "quiet": True},
+        ),
+        (kernel_push_command(Path("results/kaggle_kernel")), {"folder": "results/kaggle_kernel", "no_run": False}),
+        (kernel_status_command(KERNEL_ID, 3), {"kernel": f"{KERNEL_ID}/3"}),
+        (
+            kernel_submit_command(KERNEL_ID, 3, MESSAGE),
+            {
+                "competition": COMPETITION,
+                "kernel": KERNEL_ID,
+                "version": "3",
+                "file_name": "submission.csv",
+                "message": MESSAGE,
+            },
+        ),
+    ],
+    ids=["datasets-status", "datasets-create", "datasets-version", "kernels-push", "kernels-status", "kernel-submit"],
+)
 def test_the_real_cli_parses_our_commands(tmp_path, command, expected):
     parsed = parsed_by_real_cli(command, tmp_path)
     assert {key: parsed.get(key) for key in expected} == expected
@@ -538,10 +627,22 @@ finally:
 def real_cli_with_canned_answers(command: list[str], tmp_path: Path, **answers: str) -> tuple[int, str, list]:
     pytest.importorskip("kaggle", reason="the kaggle CLI is not installed in this environment")
     sent_log = tmp_path / "sent.json"
-    env = dict(os.environ, KAGGLE_USERNAME="someone", KAGGLE_KEY="k", HOME=str(tmp_path), SENT_LOG=str(sent_log),
-               **{"ANSWER_KERNEL_STATUS": "COMPLETE", **answers})
-    result = subprocess.run([sys.executable, "-c", FAKE_TRANSPORT, *command], check=False, capture_output=True,
-                            text=True, env=env, timeout=120)
+    env = dict(
+        os.environ,
+        KAGGLE_USERNAME="someone",
+        KAGGLE_KEY="k",
+        HOME=str(tmp_path),
+        SENT_LOG=str(sent_log),
+        **{"ANSWER_KERNEL_STATUS": "COMPLETE", **answers},
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", FAKE_TRANSPORT, *command],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     return result.returncode, result.stdout + result.stderr, json.loads(sent_log.read_text())
 
 
@@ -561,17 +662,20 @@ def test_the_real_cli_sends_our_kernel_as_an_offline_gpu_notebook(tmp_path):
 
 
 def test_the_real_cli_status_output_is_what_we_parse(tmp_path):
-    code, output, [sent] = real_cli_with_canned_answers(kernel_status_command(KERNEL_ID, 7), tmp_path,
-                                                        ANSWER_KERNEL_STATUS="RUNNING")
+    code, output, [sent] = real_cli_with_canned_answers(
+        kernel_status_command(KERNEL_ID, 7), tmp_path, ANSWER_KERNEL_STATUS="RUNNING"
+    )
     assert code == 0 and parse_kernel_status(output) == ("running", None)
     assert sent["request"]["kernel_slug"] == "arenapref-submission" and sent["request"]["version_label"] == "v7"
-    code, output, _ = real_cli_with_canned_answers(kernel_status_command(KERNEL_ID, 7), tmp_path,
-                                                   ANSWER_KERNEL_STATUS="ERROR", ANSWER_FAILURE="CUDA out of memory")
+    code, output, _ = real_cli_with_canned_answers(
+        kernel_status_command(KERNEL_ID, 7), tmp_path, ANSWER_KERNEL_STATUS="ERROR", ANSWER_FAILURE="CUDA out of memory"
+    )
     assert code == 0 and parse_kernel_status(output) == ("error", "CUDA out of memory")
     code, output, _ = real_cli_with_canned_answers(dataset_status_command(DATASET_ID), tmp_path)
     assert code == 0 and parse_dataset_status(output) == "ready"
-    code, output, _ = real_cli_with_canned_answers(dataset_status_command(DATASET_ID), tmp_path,
-                                                   ANSWER_DATASET_MISSING="1")
+    code, output, _ = real_cli_with_canned_answers(
+        dataset_status_command(DATASET_ID), tmp_path, ANSWER_DATASET_MISSING="1"
+    )
     assert code == 1 and "The resource was not found" in output  # what dataset_exists reads as absent
 
 
@@ -579,6 +683,11 @@ def test_the_real_cli_submits_our_kernel_version(tmp_path):
     code, output, [sent] = real_cli_with_canned_answers(kernel_submit_command(KERNEL_ID, 7, MESSAGE), tmp_path)
     assert code == 0, output
     assert sent["call"] == "create_code_submission"
-    assert sent["request"] == {"competition_name": COMPETITION, "kernel_owner": "someone",
-                               "kernel_slug": "arenapref-submission", "kernel_version": 7,
-                               "file_name": "submission.csv", "submission_description": MESSAGE}
+    assert sent["request"] == {
+        "competition_name": COMPETITION,
+        "kernel_owner": "someone",
+        "kernel_slug": "arenapref-submission",
+        "kernel_version": 7,
+        "file_name": "submission.csv",
+        "submission_description": MESSAGE,
+    }

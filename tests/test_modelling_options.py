@@ -17,16 +17,18 @@ from arenapref.metrics import log_loss
 
 
 def _table(n: int = 12) -> pl.DataFrame:
-    return pl.DataFrame({
-        "id": list(range(n)),
-        "prompt": [[f"question {i}"] for i in range(n)],
-        "response_a": [[f"answer a{i}"] for i in range(n)],
-        "response_b": [[f"answer b{i} is longer"] for i in range(n)],
-        "response_a_chars": [9] * n,
-        "response_b_chars": [19] * n,
-        "label": [i % 3 for i in range(n)],
-        "fold": [i % 3 for i in range(n)],
-    })
+    return pl.DataFrame(
+        {
+            "id": list(range(n)),
+            "prompt": [[f"question {i}"] for i in range(n)],
+            "response_a": [[f"answer a{i}"] for i in range(n)],
+            "response_b": [[f"answer b{i} is longer"] for i in range(n)],
+            "response_a_chars": [9] * n,
+            "response_b_chars": [19] * n,
+            "label": [i % 3 for i in range(n)],
+            "fold": [i % 3 for i in range(n)],
+        }
+    )
 
 
 def test_swap_exchanges_the_responses_and_flips_the_label():
@@ -96,8 +98,10 @@ def test_sft_examples_learn_only_the_label_token(sft_model):
     assert isinstance(head, SftHead) and len(set(head.label_ids)) == 3
     batch = head.collate([[1, 20, 21, 22], [1, 30]], [1, 2], rt.tokenizer.pad_token_id)
     assert batch["input_ids"][0].tolist() == [1, 20, 21, 22, head.label_ids[1]]
-    assert batch["labels"].tolist() == [[IGNORE_INDEX] * 4 + [head.label_ids[1]],
-                                        [IGNORE_INDEX, IGNORE_INDEX, head.label_ids[2], IGNORE_INDEX, IGNORE_INDEX]]
+    assert batch["labels"].tolist() == [
+        [IGNORE_INDEX] * 4 + [head.label_ids[1]],
+        [IGNORE_INDEX, IGNORE_INDEX, head.label_ids[2], IGNORE_INDEX, IGNORE_INDEX],
+    ]
 
 
 def test_sft_loss_and_scores_agree_with_the_language_model(sft_model):
@@ -125,7 +129,7 @@ def test_sft_builder_leaves_room_for_the_label_token(sft_model):
     long_turn = ["one two three four five six seven eight nine ten " * 60]
     ids = rt.encode(pl.DataFrame({"prompt": [long_turn], "response_a": [long_turn], "response_b": [long_turn]}))[0]
     assert len(ids) + 1 <= builder.max_length
-    assert tuple(ids[-len(builder.suffix):]) == builder.suffix and builder.suffix  # ends with the question
+    assert tuple(ids[-len(builder.suffix) :]) == builder.suffix and builder.suffix  # ends with the question
 
 
 def test_sft_needs_single_token_label_words():
@@ -193,8 +197,7 @@ def test_options_are_scored_cross_fitted():
 def test_features_model_as_numbers_predicts_like_sklearn():
     from arenapref.features import _fit, _predict, fit_features_model, predict_features_model, text_features
 
-    table = _table(60).with_columns(
-        response_a=pl.Series([[("line\n" * (i % 7)) + "x" * (i * 3)] for i in range(60)]))
+    table = _table(60).with_columns(response_a=pl.Series([[("line\n" * (i % 7)) + "x" * (i * 3)] for i in range(60)]))
     params = fit_features_model(table, seed=0)
     fitted = _fit(text_features(table), table["label"].to_numpy(), 0)
     assert np.allclose(predict_features_model(params, table), _predict(fitted, text_features(table)), atol=1e-8)

@@ -28,7 +28,7 @@ def test_lone_surrogate_is_replaced_and_pairs_are_kept():
     lone = parse('["bad \\ud83d end"]')[0]
     assert lone == "bad \ufffd end"
     lone.encode("utf-8")  # must be encodable now
-    assert parse('["smile \\ud83d\\ude00"]') == ["smile \U0001F600"]
+    assert parse('["smile \\ud83d\\ude00"]') == ["smile \U0001f600"]
 
 
 def test_escaped_quotes_backslashes_and_newlines():
@@ -72,7 +72,11 @@ def test_preprocess_counts_every_dropped_row(tmp_path):
     table, report = preprocess_train(path, n_folds=2, seed=0)
     assert report.rows_in == 15
     assert dict(report.dropped) == {
-        "duplicate": 1, "empty_response_a": 1, "empty_response_b": 1, "empty_prompt": 1, "missing_response_a": 1
+        "duplicate": 1,
+        "empty_response_a": 1,
+        "empty_response_b": 1,
+        "empty_prompt": 1,
+        "missing_response_a": 1,
     }
     assert report.rows_kept == table.height == 10
     assert report.rows_kept + sum(report.dropped.values()) == report.rows_in
@@ -106,8 +110,11 @@ def test_non_utf8_and_empty_files(tmp_path):
 
 
 def test_test_rows_are_never_dropped(tmp_path):
-    path = write_csv(tmp_path / "test.csv", ["id", "prompt", "response_a", "response_b"],
-                     [[1, '["q"]', "[]", '["b"]'], [2, '["q"]', '["a"]', "[null]"]])
+    path = write_csv(
+        tmp_path / "test.csv",
+        ["id", "prompt", "response_a", "response_b"],
+        [[1, '["q"]', "[]", '["b"]'], [2, '["q"]', '["a"]', "[null]"]],
+    )
     table, report = preprocess_test(path)
     assert table["id"].to_list() == [1, 2]
     assert report.rows_kept == report.rows_in == 2
@@ -116,13 +123,29 @@ def test_test_rows_are_never_dropped(tmp_path):
 # Cells the bulk decoder could get wrong: surrounding space, escaped quotes and backslashes, surrogate
 # pairs and lone surrogates of either kind, a quote written as \u0022, a literal backslash before "ud83d".
 VALID_CELLS = [
-    '["a", null, ""]', "[]", '  [ "lead" , null ]  ', '["say \\"hi\\" \\\\ now"]', '["\\u0022quoted"]',
-    '["pair \\ud83d\\ude00"]', '["lone high \\ud83d end"]', '["lone low \\udc00 end"]',
-    '["not an escape \\\\ud83d"]', '["tab\\tnew\\nline"]', None, "   ",
+    '["a", null, ""]',
+    "[]",
+    '  [ "lead" , null ]  ',
+    '["say \\"hi\\" \\\\ now"]',
+    '["\\u0022quoted"]',
+    '["pair \\ud83d\\ude00"]',
+    '["lone high \\ud83d end"]',
+    '["lone low \\udc00 end"]',
+    '["not an escape \\\\ud83d"]',
+    '["tab\\tnew\\nline"]',
+    None,
+    "   ",
 ]
 # Cells polars would decode by turning items into text, or that are not lists at all.
-COERCIBLE_CELLS = {'[1, "a"]': "item 0 is int", '["a", true]': "item 1 is bool", '"bare"': "got str",
-                   "5": "got int", '[1.5e3]': "item 0 is float", "{}": "got dict", '[["a"]]': "item 0 is list"}
+COERCIBLE_CELLS = {
+    '[1, "a"]': "item 0 is int",
+    '["a", true]': "item 1 is bool",
+    '"bare"': "got str",
+    "5": "got int",
+    "[1.5e3]": "item 0 is float",
+    "{}": "got dict",
+    '[["a"]]': "item 0 is list",
+}
 
 
 def test_bulk_parsing_matches_the_cell_parser():

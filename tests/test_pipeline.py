@@ -23,14 +23,12 @@ pytestmark = pytest.mark.slow
 FAST_TRAIN = {"epochs": 1, "batch_size": 8, "grad_accum": 1, "chunk_size": 16, "learning_rate": 1e-3}
 
 
-def run_snakemake(workdir: Path, config: dict, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    (workdir / "config").mkdir(parents=True, exist_ok=True)
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env_extra or {})}
-    # Targets and flags before --resources, which would take any later word as a resource.
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               *args, "--cores", "1", "--resources", "gpu=1"]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+def run_snakemake(
+    workdir: Path, config: dict, *args: str, env_extra: dict | None = None
+) -> subprocess.CompletedProcess:
+    from arenapref.workflow import run_workflow
+
+    result = run_workflow(workdir, config, args, env=env_extra, check=False, timeout=1200)
     if result.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted(workdir.glob("results/logs/*.log")))
         raise AssertionError(f"snakemake failed:\n{result.stderr[-4000:]}\n{logs}")
@@ -99,8 +97,9 @@ def test_pipeline_on_generated_sample(tmp_path, tiny_checkpoint):
     from arenapref.ensemble import Postprocessing
     from arenapref.submission import average_folds
 
-    averaged = average_folds([tmp_path / f"results/folds/{name}/test.parquet" for name in ("fold0", "fold1", "fold2",
-                                                                                         "full")])
+    averaged = average_folds(
+        [tmp_path / f"results/folds/{name}/test.parquet" for name in ("fold0", "fold1", "fold2", "full")]
+    )
     applied = json.loads((tmp_path / "results" / "postprocessing.json").read_text())
     expected = Postprocessing(**applied).apply(averaged.drop("id").to_numpy())
     submission = pl.read_csv(tmp_path / "results" / "submission.csv").sort("id")
@@ -121,22 +120,38 @@ def test_pipeline_on_generated_sample(tmp_path, tiny_checkpoint):
 def run_exported_predict(export: Path, test_csv: Path, checkpoint: Path, out: Path) -> pl.DataFrame:
     """Run the export's own predict.py from a folder of its own, offline."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH="")
-    result = subprocess.run([sys.executable, export / "predict.py", "--test", test_csv, "--base-model", checkpoint,
-                             "--out", out], cwd=out.parent, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, export / "predict.py", "--test", test_csv, "--base-model", checkpoint, "--out", out],
+        cwd=out.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return pl.read_csv(out)
 
 
 def check_kaggle_export(workdir: Path, config: dict, checkpoint: Path, folds=("fold0", "fold1", "fold2")) -> None:
     # Wheels are tested on their own (test_wheels.py); here the packages of this environment serve.
-    kaggle = {"wheels_python": None, "dataset_id": "someone/arenapref-adapters",
-              "kernel_id": "someone/arenapref-submission", "base_model": "someone/tiny-llama"}
+    kaggle = {
+        "wheels_python": None,
+        "dataset_id": "someone/arenapref-adapters",
+        "kernel_id": "someone/arenapref-submission",
+        "base_model": "someone/tiny-llama",
+    }
     run_snakemake(workdir, {**config, "kaggle": kaggle}, "export_kaggle")
     # make submit's rule: upload, push, wait, submit the notebook's version, through the kaggle CLI (network faked).
     calls = workdir / "kaggle_calls.jsonl"
-    fake = {"PATH": f"{ROOT / 'tests' / 'fake_kaggle'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
-                    f"{os.environ['PATH']}", "FAKE_KAGGLE_LOG": str(calls), "FAKE_KAGGLE_FILES": str(workdir),
-            "KAGGLE_USERNAME": "someone", "KAGGLE_KEY": "secret-key-0123456789", "FAKE_KAGGLE_KERNEL_VERSION": "4"}
+    fake = {
+        "PATH": f"{ROOT / 'tests' / 'fake_kaggle'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
+        f"{os.environ['PATH']}",
+        "FAKE_KAGGLE_LOG": str(calls),
+        "FAKE_KAGGLE_FILES": str(workdir),
+        "KAGGLE_USERNAME": "someone",
+        "KAGGLE_KEY": "secret-key-0123456789",
+        "FAKE_KAGGLE_KERNEL_VERSION": "4",
+    }
     calls.touch()
     run_snakemake(workdir, {**config, "kaggle": kaggle}, "submit", env_extra=fake)
     commands = [json.loads(line)[:2] for line in calls.read_text().splitlines()]
@@ -160,7 +175,9 @@ def check_kaggle_export(workdir: Path, config: dict, checkpoint: Path, folds=("f
     moved = workdir / "elsewhere" / "export"
     moved.parent.mkdir()
     export.rename(moved)
-    offline = run_exported_predict(moved, workdir / "results/sample/test.csv", checkpoint, workdir / "elsewhere/sub.csv")
+    offline = run_exported_predict(
+        moved, workdir / "results/sample/test.csv", checkpoint, workdir / "elsewhere/sub.csv"
+    )
     pipeline = pl.read_csv(workdir / "results" / "submission.csv")
     assert offline["id"].to_list() == pipeline["id"].to_list()
     np.testing.assert_allclose(offline.drop("id").to_numpy(), pipeline.drop("id").to_numpy(), atol=1e-5)
@@ -210,8 +227,13 @@ def chromium() -> str:
             return shutil.which(name)
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.skip("no headless Chromium, and apt-get cannot install one here (not root or not Debian)")
-    done = subprocess.run("apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium-headless-shell",
-                          shell=True, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        "apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium-headless-shell",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if done.returncode != 0 or not shutil.which("chromium-headless-shell"):
         pytest.skip(f"apt-get could not install chromium-headless-shell: {done.stderr[-500:]}")
     return shutil.which("chromium-headless-shell")
@@ -235,16 +257,25 @@ def check_report_in_chromium(workdir: Path) -> None:
     for category in ("Evaluation", "Training", "Data", "Benchmark"):
         assert f">{category}<" in dom.stdout, category
     embedded = report_files(report.read_text())
-    titles = {"calibration.svg": "Reliability", "confusion.svg": "Confusion matrix", "per_fold.svg": "per fold",
-              "training_curves.svg": "Training loss", "token_lengths.svg": "max_length"}
+    titles = {
+        "calibration.svg": "Reliability",
+        "confusion.svg": "Confusion matrix",
+        "per_fold.svg": "per fold",
+        "training_curves.svg": "Training loss",
+        "token_lengths.svg": "max_length",
+    }
     for name, title in titles.items():
         svg = embedded[name].decode()
         assert svg.lstrip().startswith("<?xml") and "<svg" in svg and title in svg, name
         # Each figure rendered by the browser is a drawing, not a blank page.
         (workdir / name).write_text(svg)
         shot = workdir / f"{name}.png"
-        done = subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=800,600",
-                               (workdir / name).as_uri()], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [browser, *flags, f"--screenshot={shot}", "--window-size=800,600", (workdir / name).as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
         from PIL import Image
 
@@ -276,8 +307,12 @@ def test_pipeline_sft_head_every_option_and_the_report(tmp_path, tiny_checkpoint
     assert tta["log_loss_direct"] != tta["log_loss_swapped"]
     applied = metrics["postprocessing"]
     assert 0 <= applied["features_blend_weight"] <= 1 and applied["temperature"] > 0
-    assert set(metrics["postprocessing_cross_fitted"]) == {"none", "temperature", "features_blend",
-                                                           "features_blend+temperature"}
+    assert set(metrics["postprocessing_cross_fitted"]) == {
+        "none",
+        "temperature",
+        "features_blend",
+        "features_blend+temperature",
+    }
     # The submission is the fold average, blended and scaled as fitted on the OOF rows.
     from arenapref.ensemble import Postprocessing
     from arenapref.submission import average_folds
@@ -285,7 +320,8 @@ def test_pipeline_sft_head_every_option_and_the_report(tmp_path, tiny_checkpoint
     averaged = average_folds([tmp_path / f"results/folds/fold{k}/test.parquet" for k in range(2)])
     features = pl.read_parquet(tmp_path / "results/features/test.parquet").sort("id")
     expected = Postprocessing(applied["features_blend_weight"], applied["temperature"]).apply(
-        averaged.drop("id").to_numpy(), features.drop("id").to_numpy())
+        averaged.drop("id").to_numpy(), features.drop("id").to_numpy()
+    )
     submission = pl.read_csv(tmp_path / "results" / "submission.csv").sort("id")
     np.testing.assert_allclose(submission.drop("id").to_numpy(), expected, atol=1e-6)
     check_report_in_chromium(tmp_path)
@@ -302,9 +338,24 @@ def test_options_table_runs_each_variant_in_its_own_folder(tmp_path, tiny_checkp
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "options"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "options_table.py"), "--configfile",
-                           str(tmp_path / "config.yaml"), "--out-dir", str(out), "--variants", "classifier", "sft+swap",
-                           "--cores", "1"], capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "options_table.py"),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "--out-dir",
+            str(out),
+            "--variants",
+            "classifier",
+            "sft+swap",
+            "--cores",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     scores = json.loads((out / "options.json").read_text())
     assert list(scores) == ["classifier", "sft+swap"]
@@ -312,8 +363,17 @@ def test_options_table_runs_each_variant_in_its_own_folder(tmp_path, tiny_checkp
     log = json.loads((out / "sft+swap" / "results/folds/fold0/train_log.json").read_text())
     assert log["runtime"]["head"] == "sft" and log["rows"] == 2 * log["source_rows"]
     for s in scores.values():
-        assert all(np.isfinite(s[k]) for k in ("log_loss", "log_loss_temperature", "log_loss_tta",
-                                                "log_loss_tta_temperature", "log_loss_tta_blend_temperature",
-                                                "features_baseline", "class_prior"))
+        assert all(
+            np.isfinite(s[k])
+            for k in (
+                "log_loss",
+                "log_loss_temperature",
+                "log_loss_tta",
+                "log_loss_tta_temperature",
+                "log_loss_tta_blend_temperature",
+                "features_baseline",
+                "class_prior",
+            )
+        )
     table = (out / "options.md").read_text()
     assert "| sft+swap |" in table and "| class prior |" in table

@@ -26,8 +26,16 @@ from arenapref.plan import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOLLM2_SHAPE = {"vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-                 "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "tie_word_embeddings": True}
+SMOLLM2_SHAPE = {
+    "vocab_size": 49152,
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "head_dim": 64,
+    "tie_word_embeddings": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +58,16 @@ def _measure(checkpoint: Path, dtype: torch.dtype, checkpointing: bool, rows: in
     torch.manual_seed(0)
     model = attach_new_adapter(load_base_model(checkpoint, run.model, torch.device("cpu"), dtype, 0), run.model)
     if checkpointing:
-        enable_gradient_checkpointing(model, list(range(model.config.num_hidden_layers // 2,
-                                                        model.config.num_hidden_layers)))
+        enable_gradient_checkpointing(
+            model, list(range(model.config.num_hidden_layers // 2, model.config.num_hidden_layers))
+        )
     trainable = [p for p in model.parameters() if p.requires_grad]
     for p in trainable:
         p.data = p.data.float()
     model.train()
     ids = torch.randint(5, 300, (rows, length))
     mask = torch.ones_like(ids)
-    mask[0, length // 2:] = 0  # a padded row, as in real batches: the attention mask is passed
+    mask[0, length // 2 :] = 0  # a padded row, as in real batches: the attention mask is passed
     batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.arange(rows) % 3}
     train = measure_training_step(model, ClassifierHead(), batch, dtype, torch.optim.AdamW(trainable))
     predict = measure_inference_batch(model, ClassifierHead(), ids, mask, dtype)
@@ -75,8 +84,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("model", "dtype", "checkpointing", "rows", "length"), CASES,
-                         ids=[f"{m}-{str(d)[6:]}-{'ckpt' if c else 'plain'}-{r}x{n}" for m, d, c, r, n in CASES])
+@pytest.mark.parametrize(
+    ("model", "dtype", "checkpointing", "rows", "length"),
+    CASES,
+    ids=[f"{m}-{str(d)[6:]}-{'ckpt' if c else 'plain'}-{r}x{n}" for m, d, c, r, n in CASES],
+)
 def test_plan_is_within_15_percent_of_the_measured_peak(request, model, dtype, checkpointing, rows, length):
     checkpoint = request.getfixturevalue("tiny_checkpoint" if model == "tiny" else "smollm2_shaped")
     run, measured, predict_peak = _measure(checkpoint, dtype, checkpointing, rows, length)
@@ -101,8 +113,9 @@ def test_weights_of_a_quantized_model_as_planned(smollm2_shaped):
     for mode in ("nf4", "int8"):
         run = RunConfig.from_config({"model": {"quantization": mode}})
         model = load_base_model(smollm2_shaped, run.model, torch.device("cpu"), torch.float32, 0)
-        planned = training_memory(ModelShape.from_checkpoint(smollm2_shaped, run), run,
-                                  Arithmetic("cpu", 4, mode), False)["weights"]
+        planned = training_memory(
+            ModelShape.from_checkpoint(smollm2_shaped, run), run, Arithmetic("cpu", 4, mode), False
+        )["weights"]
         assert planned == pytest.approx(resident_bytes(model), rel=0.05)
 
 
@@ -148,8 +161,11 @@ def test_training_job_stops_before_loading_when_the_plan_does_not_fit(tiny_check
     arith = Arithmetic("cuda", rt.dtype.itemsize, "none")
     needed = training_memory(shape, run, arith, False, 8, 512)["peak"]
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (needed // 2, 16 * GIB))
-    with pytest.raises(DeviceError, match=r"training would need about .* GiB at its peak \(8 rows x 512 tokens, "
-                                          r"gradient checkpointing off\).* on Fake GPU; settings that fit: train\."):
+    with pytest.raises(
+        DeviceError,
+        match=r"training would need about .* GiB at its peak \(8 rows x 512 tokens, "
+        r"gradient checkpointing off\).* on Fake GPU; settings that fit: train\.",
+    ):
         plan_training_memory(rt, run, tiny_checkpoint, 512)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (needed * 2, 16 * GIB))
     assert plan_training_memory(rt, run, tiny_checkpoint, 512)["peak"] == pytest.approx(needed / GIB, abs=1e-3)
@@ -157,10 +173,25 @@ def test_training_job_stops_before_loading_when_the_plan_does_not_fit(tiny_check
 
 def test_plan_command_for_the_shipped_gpu_config(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "plan.py"), "--configfile", str(ROOT / "config" / "gpu-llama3-8b.yaml"),
-         "--shape", "llama-3.1-8b", "--gpu", "all", "--out-json", str(tmp_path / "plan.json"),
-         "--out-md", str(tmp_path / "plan.md")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "plan.py"),
+            "--configfile",
+            str(ROOT / "config" / "gpu-llama3-8b.yaml"),
+            "--shape",
+            "llama-3.1-8b",
+            "--gpu",
+            "all",
+            "--out-json",
+            str(tmp_path / "plan.json"),
+            "--out-md",
+            str(tmp_path / "plan.md"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "plan.json").read_text())["rows"]
     assert [row["gpu"] for row in rows] == [gpu.name for gpu in GPU_CLASSES.values()]
@@ -168,9 +199,20 @@ def test_plan_command_for_the_shipped_gpu_config(tmp_path):
     assert rows[0]["train_hours"] > rows[-1]["train_hours"] > 0  # a T4 is slower than an A100
     assert "| T4 16 GB |" in (tmp_path / "plan.md").read_text()
 
-    missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "plan.py"), "--configfile",
-                              str(ROOT / "config" / "gpu-llama3-8b.yaml"), "--gpu", "16"],
-                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "plan.py"),
+            "--configfile",
+            str(ROOT / "config" / "gpu-llama3-8b.yaml"),
+            "--gpu",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert missing.returncode == 2
     assert "no checkpoint config at models/Meta-Llama-3.1-8B-bnb-4bit/config.json" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -184,7 +226,12 @@ def test_kaggle_hours_follow_the_shared_layers(tmp_path):
     one, three = kaggle_hours(shape, run, 1, False), kaggle_hours(shape, run, 3, False)
     assert three == pytest.approx(2 * one) and kaggle_hours(shape, run, 1, True) == pytest.approx(2 * one)
     assert 2 < one < 6  # one 8B 4-bit pass over 25,000 rows on 2 x T4: hours, as public notebooks found
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "plan.py"), "--shape", "llama-3.1-8b",
-                           "--kaggle-hours"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plan.py"), "--shape", "llama-3.1-8b", "--kaggle-hours"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert "| 5 | yes |" in done.stdout and "(over 9 h)" in done.stdout

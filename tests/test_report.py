@@ -10,8 +10,10 @@ from arenapref import report
 
 def test_benchmark_markdown_becomes_an_html_table(tmp_path):
     md = tmp_path / "bench.md"
-    md.write_text("Benchmark (quick mode): a <b> note.\n\n| measure | ours | ratio |\n| --- | ---: | ---: |\n"
-                  "| inference | 10.5 | 2.66 |\n| padding | 0.95 | |\n")
+    md.write_text(
+        "Benchmark (quick mode): a <b> note.\n\n| measure | ours | ratio |\n| --- | ---: | ---: |\n"
+        "| inference | 10.5 | 2.66 |\n| padding | 0.95 | |\n"
+    )
     report.benchmark_table(md, tmp_path / "bench.html")
     html = (tmp_path / "bench.html").read_text()
     assert "<th>measure</th>" in html and "<td>2.66</td>" in html and "<td>padding</td>" in html
@@ -29,8 +31,9 @@ def test_token_length_plot_reports_the_share_cut(tmp_path):
 
 def test_confusion_plot_counts_each_pair(tmp_path):
     probs = np.array([[0.8, 0.1, 0.1], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
-    oof = pl.DataFrame({"winner_model_a": probs[:, 0], "winner_model_b": probs[:, 1], "winner_tie": probs[:, 2],
-                        "label": [0, 1, 1, 2]})
+    oof = pl.DataFrame(
+        {"winner_model_a": probs[:, 0], "winner_model_b": probs[:, 1], "winner_tie": probs[:, 2], "label": [0, 1, 1, 2]}
+    )
     report.confusion_plot(oof, tmp_path / "confusion.svg")
     svg = (tmp_path / "confusion.svg").read_text()
     # True B: one predicted A, one predicted B (50 % each); true A and tie: all right.

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_pipeline import FAST_TRAIN, check_outputs, planned_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,20 +42,38 @@ class RunningJobs(threading.Thread):
 
     def run(self):
         while not self.done.is_set():
-            out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True,
-                                 env=self.env).stdout
+            out = subprocess.run(
+                ["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True, env=self.env
+            ).stdout
             self.most = max(self.most, len(out.split()))
             time.sleep(0.5)
 
 
 def snakemake_slurm(workdir: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", ROOT / "Snakefile", "--directory", workdir,
-               "--profile", ROOT / "profiles" / "slurm",
-               # This cluster has no accounting database: poll with squeue, submit without an account.
-               "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-keep-successful-logs",
-               # Poll often: the jobs here take seconds, not hours.
-               "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
-               "--retries", "0", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        ROOT / "Snakefile",
+        "--directory",
+        workdir,
+        "--profile",
+        ROOT / "profiles" / "slurm",
+        # This cluster has no accounting database: poll with squeue, submit without an account.
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-no-account",
+        "--slurm-keep-successful-logs",
+        # Poll often: the jobs here take seconds, not hours.
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--seconds-between-status-checks",
+        "2",
+        "--retries",
+        "0",
+        *extra,
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
 
 
@@ -64,9 +81,24 @@ def test_dry_run_plans_one_training_job_per_fold(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump({"folds": {"n": 5}}))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", ROOT / "Snakefile", "--directory",
-                             tmp_path, "--profile", ROOT / "profiles" / "slurm"],
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-s",
+            ROOT / "Snakefile",
+            "--directory",
+            tmp_path,
+            "--profile",
+            ROOT / "profiles" / "slurm",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result)
     assert jobs["train_fold"] == 5 and jobs["predict_fold"] == 5

@@ -8,8 +8,9 @@ from arenapref.submission import build_submission, validate_submission, write_su
 
 def frame(ids, probs):
     probs = np.asarray(probs, dtype=float)
-    return pl.DataFrame({"id": ids, "winner_model_a": probs[:, 0], "winner_model_b": probs[:, 1],
-                         "winner_tie": probs[:, 2]})
+    return pl.DataFrame(
+        {"id": ids, "winner_model_a": probs[:, 0], "winner_model_b": probs[:, 1], "winner_tie": probs[:, 2]}
+    )
 
 
 GOOD = [[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]

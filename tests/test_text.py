@@ -10,11 +10,11 @@ def test_budget_is_respected_and_each_segment_keeps_its_share(lengths):
     budget, shares = 100, (0.2, 0.4, 0.4)
     alloc = allocate_budget(lengths, shares, budget)
     assert sum(alloc) <= budget
-    for length, share, given in zip(lengths, shares, alloc):
+    for length, share, given in zip(lengths, shares, alloc, strict=True):
         assert given <= length
         assert given >= min(length, int(budget * share))
     # Nothing is wasted when some segment still wants more (up to rounding).
-    if any(g < n for g, n in zip(alloc, lengths)):
+    if any(g < n for g, n in zip(alloc, lengths, strict=True)):
         assert sum(alloc) >= budget - len(lengths)
 
 
@@ -49,8 +49,11 @@ def test_markers_in_text_do_not_become_special_tokens(tiny_tokenizer):
 def test_multi_turn_keeps_last_turn_when_cut(tiny_tokenizer):
     builder = InputBuilder.from_tokenizer(tiny_tokenizer, max_length=64)
     first = "one two three four five " * 40
-    rows = {"prompt": [[first, "what is the capital of france"]], "response_a": [["x", "paris"]],
-            "response_b": [["y", "berlin"]]}
+    rows = {
+        "prompt": [[first, "what is the capital of france"]],
+        "response_a": [["x", "paris"]],
+        "response_b": [["y", "berlin"]],
+    }
     text = tiny_tokenizer.decode(encode_conversations(tiny_tokenizer, rows, builder)[0])
     assert "what is the capital of france" in text
     assert "paris" in text and "berlin" in text

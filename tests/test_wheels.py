@@ -43,8 +43,21 @@ def pinned() -> dict[str, str]:
 
 def test_closure_holds_what_predict_imports_at_the_pins():
     closure = requirement_closure(PREDICT_ROOTS, exclude=TORCH_PROVIDED)
-    for name in ("transformers", "peft", "polars", "numpy", "jsonschema", "tokenizers", "huggingface-hub",
-                 "bitsandbytes", "pyyaml", "tqdm", "safetensors", "scipy", "scikit-learn"):
+    for name in (
+        "transformers",
+        "peft",
+        "polars",
+        "numpy",
+        "jsonschema",
+        "tokenizers",
+        "huggingface-hub",
+        "bitsandbytes",
+        "pyyaml",
+        "tqdm",
+        "safetensors",
+        "scipy",
+        "scikit-learn",
+    ):
         assert name in closure, name
     for name in ("torch", "sympy", "mpmath", "networkx", "filelock", "jinja2", "trl"):
         assert name not in closure, name
@@ -60,8 +73,19 @@ def test_trl_only_for_the_sft_head():
 
 
 def test_torch_provided_comes_from_torch_metadata():
-    for name in ("torch", "sympy", "mpmath", "networkx", "filelock", "typing-extensions", "jinja2", "markupsafe",
-                 "fsspec", "triton", "nvidia-*"):
+    for name in (
+        "torch",
+        "sympy",
+        "mpmath",
+        "networkx",
+        "filelock",
+        "typing-extensions",
+        "jinja2",
+        "markupsafe",
+        "fsspec",
+        "triton",
+        "nvidia-*",
+    ):
         assert name in TORCH_PROVIDED, name
 
 
@@ -99,20 +123,35 @@ def test_download_keeps_present_wheels_and_drops_others(tmp_path):
 
 def test_a_wheel_that_cannot_be_found_is_named(tmp_path):
     with pytest.raises(KaggleError, match="no-such-package-for-arenapref") as error:
-        download_wheels({"no-such-package-for-arenapref": "1.0"}, tmp_path / "wheels",
-                        index_args=["--no-index", "--find-links", str(tmp_path)])
+        download_wheels(
+            {"no-such-package-for-arenapref": "1.0"},
+            tmp_path / "wheels",
+            index_args=["--no-index", "--find-links", str(tmp_path)],
+        )
     assert "\n" not in str(error.value)
 
 
 def test_install_command_uses_no_index():
-    assert install_command("wheels") == ["python", "-m", "pip", "install", "--no-index", "--find-links", "wheels",
-                                         "-r", "wheels/requirements.txt"]
+    assert install_command("wheels") == [
+        "python",
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--find-links",
+        "wheels",
+        "-r",
+        "wheels/requirements.txt",
+    ]
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """This machine's pip settings (extra indexes, find-links) must not help the offline install."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("PIP_") and key not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PIP_") and key not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
+    }
     return {**env, "PIP_CONFIG_FILE": os.devnull, "PYTHONNOUSERSITE": "1", **extra}
 
 
@@ -177,8 +216,10 @@ def test_wheels_install_offline_beside_the_images_torch(tmp_path):
     image = tmp_path / "image-site-packages"
     _run(install_command(str(wheels), python=python))
 
-    code = ("import torch, transformers, peft, polars, jsonschema, yaml, tqdm, safetensors, tokenizers, bitsandbytes; "
-            "print(transformers.__version__, peft.__version__, polars.__version__, torch.__file__)")
+    code = (
+        "import torch, transformers, peft, polars, jsonschema, yaml, tqdm, safetensors, tokenizers, bitsandbytes; "
+        "print(transformers.__version__, peft.__version__, polars.__version__, torch.__file__)"
+    )
     out = _run([python, "-c", code]).stdout.split()
     assert out[:3] == [pins["transformers"], pins["peft"], pins["polars"]]
     assert Path(out[3]).parent.parent == image  # torch from the "image", not installed again

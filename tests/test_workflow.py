@@ -12,7 +12,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-
 from test_pipeline import planned_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,15 +20,29 @@ WORKFLOW_PARTS = ("Snakefile", "rules", "config", "report", "profiles", "envs")
 
 
 def tiny_config(checkpoint: Path) -> dict:
-    return {"data": {"sample": {"n_train": 40, "n_test": 6, "seed": 3}}, "folds": {"n": 2},
-            "model": {"checkpoint": str(checkpoint), "max_length": 96},
-            "train": {"epochs": 1, "batch_size": 8, "grad_accum": 1, "chunk_size": 16}}
+    return {
+        "data": {"sample": {"n_train": 40, "n_test": 6, "seed": 3}},
+        "folds": {"n": 2},
+        "model": {"checkpoint": str(checkpoint), "max_length": 96},
+        "train": {"epochs": 1, "batch_size": 8, "grad_accum": 1, "chunk_size": 16},
+    }
 
 
 def snakemake(directory: Path, *args: str, snakefile: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "--directory", str(directory),
-               *(["-s", str(snakefile)] if snakefile else []), *args, "--cores", "1", "--resources", "gpu=1"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--directory",
+        str(directory),
+        *(["-s", str(snakefile)] if snakefile else []),
+        *args,
+        "--cores",
+        "1",
+        "--resources",
+        "gpu=1",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]
     return done

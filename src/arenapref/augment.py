@@ -27,7 +27,8 @@ def swap_responses(table: pl.DataFrame) -> pl.DataFrame:
     swapped = table.rename(renames).select(table.columns)
     if "label" in table.columns:
         swapped = swapped.with_columns(
-            pl.col("label").replace_strict({0: 1, 1: 0, 2: 2}, return_dtype=table.schema["label"]))
+            pl.col("label").replace_strict({0: 1, 1: 0, 2: 2}, return_dtype=table.schema["label"])
+        )
     return swapped
 
 

@@ -19,8 +19,9 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
     return input_ids, attention_mask
 
 
-def length_bucketed_chunks(lengths: Sequence[int], batch_size: int, chunk_size: int, epochs: int,
-                           seed: int) -> list[list[np.ndarray]]:
+def length_bucketed_chunks(
+    lengths: Sequence[int], batch_size: int, chunk_size: int, epochs: int, seed: int
+) -> list[list[np.ndarray]]:
     """Training order: per epoch, batches of rows of similar length, in random order, grouped into
     chunks of about `chunk_size` rows (the unit of checkpointing).
 

@@ -19,6 +19,10 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 def fit_temperature(probs: np.ndarray, labels: Sequence[int], bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """The T in `bounds` that minimises the log loss of the scaled probabilities (searched in log T)."""
-    result = minimize_scalar(lambda log_t: log_loss(labels, apply_temperature(probs, float(np.exp(log_t)))),
-                             bounds=tuple(np.log(bounds)), method="bounded", options={"xatol": 1e-4})
+    result = minimize_scalar(
+        lambda log_t: log_loss(labels, apply_temperature(probs, float(np.exp(log_t)))),
+        bounds=tuple(np.log(bounds)),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     return float(np.exp(result.x))

@@ -50,10 +50,16 @@ def save_resume_point(root: Path, identity: dict[str, str], point: ResumePoint) 
     staging.mkdir()
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in point.adapter.items()}, staging / "adapter.safetensors")
-        torch.save({"optimizer": point.optimizer, "scheduler": point.scheduler, "scaler": point.scaler},
-                   staging / "optimizer.pt")
-        meta = {"chunks_done": point.chunks_done, "optimizer_steps": point.optimizer_steps, "history": point.history,
-                "seconds": point.seconds}
+        torch.save(
+            {"optimizer": point.optimizer, "scheduler": point.scheduler, "scaler": point.scaler},
+            staging / "optimizer.pt",
+        )
+        meta = {
+            "chunks_done": point.chunks_done,
+            "optimizer_steps": point.optimizer_steps,
+            "history": point.history,
+            "seconds": point.seconds,
+        }
         (staging / "state.json").write_text(json.dumps(meta))
         final = root / name
         shutil.rmtree(final, ignore_errors=True)

@@ -18,8 +18,7 @@ from arenapref.errors import (
 )
 
 # Errors a user can fix; they get one clear line instead of a traceback.
-USER_ERRORS = (DataError, ConfigError, CheckpointError, DeviceError, SubmissionError, KaggleError,
-               FileNotFoundError)
+USER_ERRORS = (DataError, ConfigError, CheckpointError, DeviceError, SubmissionError, KaggleError, FileNotFoundError)
 
 
 def fold_arg(text: str) -> int | None:
@@ -35,9 +34,11 @@ def fold_arg(text: str) -> int | None:
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    # Offline by design: never let a library reach for a model hub.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def stay_offline() -> None:
+    """Offline by design: never let a library reach for a model hub (checkpoints are local folders)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -55,6 +56,7 @@ def command(main: Callable[[], int | None]) -> Callable[[], None]:
 
 def run_main(main: Callable[[], int | None]) -> None:
     setup_logging()
+    stay_offline()
     try:
         code = main()
     except USER_ERRORS as err:

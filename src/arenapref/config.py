@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin, get_type_hints
 
 import jsonschema
 import yaml
@@ -67,16 +67,22 @@ def load_config_arg(value: str | None) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class LoraSettings:
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: tuple[str, ...]
+    layers: str
+
+
+@dataclass(frozen=True)
 class ModelSettings:
+    checkpoint: str | None
     head: str
     quantization: str
     max_length: int
     shares: tuple[float, float, float]
-    lora_r: int
-    lora_alpha: float
-    lora_dropout: float
-    lora_target_modules: tuple[str, ...]
-    lora_layers: str
+    lora: LoraSettings
     trust_remote_code: bool
 
 
@@ -108,7 +114,8 @@ class PredictSettings:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything the model-side code needs, built from a validated config dict."""
+    """Everything the model-side code needs: the model, train, predict and device sections of a
+    validated config, field for field (tests/test_config.py keeps them equal to the schema)."""
 
     model: ModelSettings
     train: TrainSettings
@@ -117,56 +124,40 @@ class RunConfig:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RunConfig:
-        config = validate_config(config)
-        model = config["model"]
-        lora = model["lora"]
-        return cls(
-            model=ModelSettings(
-                head=model["head"],
-                quantization=model["quantization"],
-                max_length=model["max_length"],
-                shares=tuple(model["shares"]),
-                lora_r=lora["r"],
-                lora_alpha=lora["alpha"],
-                lora_dropout=lora["dropout"],
-                lora_target_modules=tuple(lora["target_modules"]),
-                lora_layers=lora["layers"],
-                trust_remote_code=model["trust_remote_code"],
-            ),
-            train=TrainSettings(**config["train"]),
-            predict=PredictSettings(**config["predict"]),
-            device=config["device"],
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        def plain(obj):
-            return {f.name: getattr(obj, f.name) for f in fields(obj)}
-
-        return {"model": plain(self.model), "train": plain(self.train), "predict": plain(self.predict), "device": self.device}
+        return _from_dict(cls, validate_config(config))
 
     def as_config(self) -> dict[str, Any]:
         """The settings in the config file's shape: from_config(as_config()) gives them back."""
-        model = self.model
-        return {
-            "model": {"head": model.head, "quantization": model.quantization, "max_length": model.max_length,
-                      "shares": list(model.shares), "trust_remote_code": model.trust_remote_code,
-                      "lora": {"r": model.lora_r, "alpha": model.lora_alpha, "dropout": model.lora_dropout,
-                               "target_modules": list(model.lora_target_modules), "layers": model.lora_layers}},
-            "train": {f.name: getattr(self.train, f.name) for f in fields(self.train)},
-            "predict": {f.name: getattr(self.predict, f.name) for f in fields(self.predict)},
-            "device": self.device,
-        }
+        return _plain(asdict(self))
 
     def training_hash(self) -> str:
         """Hash of everything that changes the trained adapter (not inference batching, nor
         checkpointing, which trades memory for time with the same result: switching it on after an
         out-of-memory error resumes the fold)."""
-        data = self.as_dict()
+        data = self.as_config()
         data.pop("predict")
         data["train"].pop("gradient_checkpointing")
         return stable_hash(data)
 
 
-def model_sections(config: dict[str, Any]) -> str:
-    """The config sections the model-side scripts read, as compact JSON for a rule's params."""
-    return json.dumps({k: config[k] for k in ("model", "train", "predict", "device")}, sort_keys=True)
+def _from_dict(cls, data: dict[str, Any]):
+    """A (nested) settings dataclass from its section of the config: one field per key."""
+    hints = get_type_hints(cls)
+    values = {}
+    for field in fields(cls):
+        value, hint = data[field.name], hints[field.name]
+        if is_dataclass(hint):
+            value = _from_dict(hint, value)
+        elif get_origin(hint) is tuple:
+            value = tuple(value)
+        values[field.name] = value
+    return cls(**values)
+
+
+def _plain(value):
+    """Tuples back to lists: JSON Schema's arrays are lists."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value

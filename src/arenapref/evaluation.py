@@ -22,12 +22,16 @@ def gather_oof(oof_paths: Sequence[str | Path], train: pl.DataFrame) -> pl.DataF
         raise ValueError(f"rows predicted by more than one fold: ids {duplicated[:10]}")
     missing = set(train["id"].to_list()) - set(oof["id"].to_list())
     if missing:
-        raise ValueError(f"{len(missing)} training rows have no out-of-fold prediction, e.g. ids {sorted(missing)[:10]}")
+        raise ValueError(
+            f"{len(missing)} training rows have no out-of-fold prediction, e.g. ids {sorted(missing)[:10]}"
+        )
     return oof
 
 
-def probabilities(frame: pl.DataFrame) -> np.ndarray:
-    return frame.select(LABEL_COLUMNS).to_numpy().astype(np.float64)
+def probabilities(frame: pl.DataFrame, suffix: str = "") -> np.ndarray:
+    """The (A, B, tie) probability columns of a prediction frame as an n x 3 array; `suffix` picks
+    a swap-TTA half (`_direct`, `_swapped`)."""
+    return frame.select([f"{c}{suffix}" for c in LABEL_COLUMNS]).to_numpy().astype(np.float64)
 
 
 def oof_prior(train: pl.DataFrame) -> np.ndarray:
@@ -95,8 +99,8 @@ def reference_scores(oof: pl.DataFrame, train: pl.DataFrame, feature_probs: np.n
     }
     if f"{LABEL_COLUMNS[0]}_direct" in oof.columns:
         scores["swap_tta"] = {
-            "log_loss_direct": log_loss(labels, oof.select([f"{c}_direct" for c in LABEL_COLUMNS]).to_numpy()),
-            "log_loss_swapped": log_loss(labels, oof.select([f"{c}_swapped" for c in LABEL_COLUMNS]).to_numpy()),
+            "log_loss_direct": log_loss(labels, probabilities(oof, "_direct")),
+            "log_loss_swapped": log_loss(labels, probabilities(oof, "_swapped")),
             "log_loss_averaged": log_loss(labels, probs),
         }
     return scores

@@ -12,17 +12,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from arenapref.config import SCHEMA_NAME, SCHEMA_PATH, RunConfig
+from arenapref.ensemble import Postprocessing
 from arenapref.errors import CheckpointError
 from arenapref.io import atomic_dir, dir_sha256, write_json_atomic
-from arenapref.ensemble import Postprocessing
 from arenapref.jobs import package_versions
 from arenapref.modeling import check_checkpoint
 from arenapref.offline_predict import MANIFEST
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PREDICT_SCRIPT = PACKAGE_DIR / "commands" / "kaggle_predict.py"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+)
 
 
 def _copy_tokenizer(checkpoint: Path, dest: Path) -> list[str]:
@@ -35,10 +40,19 @@ def _copy_tokenizer(checkpoint: Path, dest: Path) -> list[str]:
     return copied
 
 
-def export_for_kaggle(out_dir: str | Path, adapters: Sequence[Path], checkpoint: Path, run: RunConfig,
-                      metrics: dict, dataset_id: str, postprocessing: Postprocessing | None = None,
-                      features_model: dict | None = None, wheels_python: str | None = None,
-                      wheel_index_args: list[str] | None = None, time_budget_hours: float = 8.0) -> Path:
+def export_for_kaggle(
+    out_dir: str | Path,
+    adapters: Sequence[Path],
+    checkpoint: Path,
+    run: RunConfig,
+    metrics: dict,
+    dataset_id: str,
+    postprocessing: Postprocessing | None = None,
+    features_model: dict | None = None,
+    wheels_python: str | None = None,
+    wheel_index_args: list[str] | None = None,
+    time_budget_hours: float = 8.0,
+) -> Path:
     """Write the export folder atomically (staged beside `out_dir`, renamed into place).
 
     `postprocessing` and `features_model` (needed when it blends) make the export's predictions
@@ -76,14 +90,19 @@ def export_for_kaggle(out_dir: str | Path, adapters: Sequence[Path], checkpoint:
             "tokenizer_files": tokenizer_files,
             "oof": metrics.get("overall", {}),
             "postprocessing": (postprocessing or Postprocessing()).as_dict(),
-            "features_model": features_model if postprocessing and postprocessing.features_blend_weight is not None else None,
+            "features_model": features_model
+            if postprocessing and postprocessing.features_blend_weight is not None
+            else None,
             "config_hash": metrics.get("run", {}).get("config_hash"),
             "versions": package_versions(),
         }
         write_json_atomic(staging / MANIFEST, manifest)
-        write_json_atomic(staging / "dataset-metadata.json", {
-            "title": "arenapref fold adapters",
-            "id": dataset_id,
-            "licenses": [{"name": "CC0-1.0"}],
-        })
+        write_json_atomic(
+            staging / "dataset-metadata.json",
+            {
+                "title": "arenapref fold adapters",
+                "id": dataset_id,
+                "licenses": [{"name": "CC0-1.0"}],
+            },
+        )
     return out

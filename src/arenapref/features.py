@@ -31,8 +31,11 @@ FEATURE_NAMES = ("chars", "lines", "headers", "list_items", "code_fences", "bold
 def text_features(table: pl.DataFrame) -> np.ndarray:
     """Per row: log1p of each statistic for A and for B, their differences, and whether the two
     answers are identical (almost always a tie)."""
-    stats = table.select(*_stats("response_a"), *_stats("response_b"),
-                         identical=(pl.col("response_a") == pl.col("response_b")).cast(pl.Float64))
+    stats = table.select(
+        *_stats("response_a"),
+        *_stats("response_b"),
+        identical=(pl.col("response_a") == pl.col("response_b")).cast(pl.Float64),
+    )
     a = np.log1p(stats.select([f"response_a:{n}" for n in FEATURE_NAMES]).to_numpy().astype(np.float64))
     b = np.log1p(stats.select([f"response_b:{n}" for n in FEATURE_NAMES]).to_numpy().astype(np.float64))
     return np.hstack([a, b, a - b, stats["identical"].to_numpy()[:, None]])
@@ -66,8 +69,13 @@ def fit_features_model(train: pl.DataFrame, seed: int = 0) -> dict:
     can carry it without pickle)."""
     pipeline = _fit(text_features(train), train["label"].to_numpy(), seed)
     scaler, regression = pipeline[0], pipeline[-1]
-    return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": regression.coef_.tolist(),
-            "intercept": regression.intercept_.tolist(), "classes": regression.classes_.tolist()}
+    return {
+        "mean": scaler.mean_.tolist(),
+        "scale": scaler.scale_.tolist(),
+        "coef": regression.coef_.tolist(),
+        "intercept": regression.intercept_.tolist(),
+        "classes": regression.classes_.tolist(),
+    }
 
 
 def predict_features_model(params: dict, table: pl.DataFrame) -> np.ndarray:

@@ -24,12 +24,7 @@ def prompt_groups(prompts: pl.Series | Sequence[Sequence[str]]) -> list[int]:
         .with_columns(pl.col("turn").str.strip_chars())
         .filter(pl.col("turn").is_not_null() & (pl.col("turn") != ""))
     )
-    shared = (
-        turns.group_by("turn")
-        .agg(pl.col("row").unique())
-        .filter(pl.col("row").list.len() > 1)["row"]
-        .to_list()
-    )
+    shared = turns.group_by("turn").agg(pl.col("row").unique()).filter(pl.col("row").list.len() > 1)["row"].to_list()
     parent = list(range(n))
 
     def find(i: int) -> int:

@@ -175,7 +175,9 @@ def acquire_gpu_slot(
                 pids = ", ".join(_holder_pids(paths)) or "unknown"
                 log.warning(
                     "all %d GPUs are in use by other jobs of this machine (pids %s, locks in %s); waiting for one",
-                    count, pids, directory,
+                    count,
+                    pids,
+                    directory,
                 )
                 warned = True
             if deadline is None:

@@ -38,8 +38,11 @@ class ClassifierHead:
 
     def collate(self, rows: Sequence[Sequence[int]], labels: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad_batch(rows, pad_id)
-        return {"input_ids": input_ids, "attention_mask": attention_mask,
-                "labels": torch.as_tensor(list(labels), dtype=torch.long)}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": torch.as_tensor(list(labels), dtype=torch.long),
+        }
 
     def loss(self, model, batch: dict[str, torch.Tensor], smoothing: float) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
@@ -72,16 +75,18 @@ class SftHead:
 
     def collate(self, rows: Sequence[Sequence[int]], labels: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
         examples = []
-        for prompt, label in zip(rows, labels):
+        for prompt, label in zip(rows, labels, strict=True):
             completion = [self.label_ids[label]]
-            examples.append({"input_ids": [*prompt, *completion],
-                             "labels": [IGNORE_INDEX] * len(prompt) + completion})
+            examples.append({"input_ids": [*prompt, *completion], "labels": [IGNORE_INDEX] * len(prompt) + completion})
         return self.collator(examples)
 
     def _hidden(self, model, input_ids, attention_mask) -> torch.Tensor:
         # The decoder without the vocabulary projection: only the positions that are scored get one.
-        return model.get_base_model().model(input_ids=input_ids, attention_mask=attention_mask,
-                                            use_cache=False).last_hidden_state
+        return (
+            model.get_base_model()
+            .model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            .last_hidden_state
+        )
 
     def _lm_head(self, model) -> torch.nn.Module:
         return model.get_base_model().lm_head
@@ -116,7 +121,8 @@ def label_token_ids(tokenizer) -> tuple[int, int, int]:
         if len(encoded) != 1:
             raise CheckpointError(
                 f"the sft head needs {word!r} to be one token, but this tokenizer splits it into {encoded}; "
-                "use model.head: classifier with this checkpoint")
+                "use model.head: classifier with this checkpoint"
+            )
         ids.append(encoded[0])
     return tuple(ids)
 

@@ -35,7 +35,7 @@ from arenapref.modeling import (
 from arenapref.plan import CUDA_CONTEXT_BYTES
 from arenapref.predict import predict_probabilities
 from arenapref.text import SEGMENTS, InputBuilder, encode_with_lengths
-from arenapref.training import fold_steps, train_adapter
+from arenapref.training import Examples, fold_steps, train_adapter
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,13 @@ def package_versions() -> dict[str, str]:
     import peft
     import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__, "polars": pl.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "polars": pl.__version__,
+    }
 
 
 def claim_device(requested: str) -> tuple[torch.device, dict]:
@@ -60,11 +65,19 @@ def claim_device(requested: str) -> tuple[torch.device, dict]:
     device = torch.device("cuda", slot.index)
     torch.cuda.set_device(device)  # kernels that use the current device (bitsandbytes) follow it
     properties = torch.cuda.get_device_properties(device)
-    info = {**slot.describe(), "name": properties.name,
-            "capability": ".".join(map(str, torch.cuda.get_device_capability(device))),
-            "memory_gib": round(properties.total_memory / 2**30, 1)}
-    log.info("GPU %s (%s, compute capability %s, %.1f GiB)", slot.physical_id, info["name"], info["capability"],
-             info["memory_gib"])
+    info = {
+        **slot.describe(),
+        "name": properties.name,
+        "capability": ".".join(map(str, torch.cuda.get_device_capability(device))),
+        "memory_gib": round(properties.total_memory / 2**30, 1),
+    }
+    log.info(
+        "GPU %s (%s, compute capability %s, %.1f GiB)",
+        slot.physical_id,
+        info["name"],
+        info["capability"],
+        info["memory_gib"],
+    )
     return device, info
 
 
@@ -98,8 +111,14 @@ class Runtime:
             quantization=quantization,
             gradient_checkpointing=device.type == "cuda" if checkpointing == "auto" else bool(checkpointing),
             tokenizer=tokenizer,
-            builder=InputBuilder.from_tokenizer(tokenizer, run.model.max_length, run.model.shares,
-                                                head.instruction, head.question, head.completion_tokens),
+            builder=InputBuilder.from_tokenizer(
+                tokenizer,
+                run.model.max_length,
+                run.model.shares,
+                head.instruction,
+                head.question,
+                head.completion_tokens,
+            ),
             head=head,
             gpu=gpu,
         )
@@ -115,9 +134,14 @@ class Runtime:
         return load_base_model(checkpoint, run.model, self.device, self.dtype, self.tokenizer.pad_token_id)
 
     def describe(self) -> dict:
-        described = {"head": self.head.name, "device": str(self.device), "dtype": dtype_name(self.dtype),
-                     "predict_dtype": dtype_name(self.predict_dtype), "quantization": self.quantization,
-                     "gradient_checkpointing": self.gradient_checkpointing}
+        described = {
+            "head": self.head.name,
+            "device": str(self.device),
+            "dtype": dtype_name(self.dtype),
+            "predict_dtype": dtype_name(self.predict_dtype),
+            "quantization": self.quantization,
+            "gradient_checkpointing": self.gradient_checkpointing,
+        }
         return described | ({"gpu": self.gpu} if self.gpu else {})
 
 
@@ -129,8 +153,11 @@ def plan_training_memory(rt: Runtime, run: RunConfig, checkpoint: Path, longest:
     shape = ModelShape.from_checkpoint(checkpoint, run)
     arith = Arithmetic(rt.device.type, rt.dtype.itemsize, rt.quantization)
     planned = training_memory(shape, run, arith, rt.gradient_checkpointing, run.train.batch_size, longest)
-    log.info("memory plan: %.2f GiB at the peak of a training step (%s)", planned["peak"] / GIB,
-             ", ".join(f"{name} {value / GIB:.2f}" for name, value in planned.items() if name != "peak"))
+    log.info(
+        "memory plan: %.2f GiB at the peak of a training step (%s)",
+        planned["peak"] / GIB,
+        ", ".join(f"{name} {value / GIB:.2f}" for name, value in planned.items() if name != "peak"),
+    )
     if rt.device.type == "cuda":
         free, total = torch.cuda.mem_get_info(rt.device)
         # The CUDA context already holds its share of `total - free`: compare with what is free.
@@ -175,8 +202,15 @@ def training_rows(table: pl.DataFrame, fold: int | None, swap_augmentation: bool
     return pl.concat([rows, swap_responses(rows)]) if swap_augmentation else rows
 
 
-def train_fold(data_path: Path, fold: int | None, checkpoint: Path, run: RunConfig,
-               adapter_dir: Path, log_path: Path, resume_dir: Path) -> dict:
+def train_fold(
+    data_path: Path,
+    fold: int | None,
+    checkpoint: Path,
+    run: RunConfig,
+    adapter_dir: Path,
+    log_path: Path,
+    resume_dir: Path,
+) -> dict:
     """Train a fresh adapter on every row outside `fold`; write the adapter and a training log.
 
     fold None is the full fit: every row, for as many optimizer steps as a fold takes (fold 0's),
@@ -199,9 +233,18 @@ def train_fold(data_path: Path, fold: int | None, checkpoint: Path, run: RunConf
     torch.manual_seed(run.train.seed)  # the classification head's initial weights
     model = attach_new_adapter(rt.base_model(run, checkpoint), run.model)
     if rt.gradient_checkpointing:
-        enable_gradient_checkpointing(model, lora_layer_indices(model.config.num_hidden_layers, run.model.lora_layers))
-    result = train_adapter(model, input_ids, labels, run.train, rt.device, rt.dtype,
-                           rt.tokenizer.pad_token_id, resume_dir, identity, head=rt.head, max_steps=max_steps)
+        enable_gradient_checkpointing(model, lora_layer_indices(model.config.num_hidden_layers, run.model.lora.layers))
+    result = train_adapter(
+        model,
+        Examples(input_ids, labels, rt.tokenizer.pad_token_id),
+        run.train,
+        rt.device,
+        rt.dtype,
+        resume_dir,
+        identity,
+        head=rt.head,
+        max_steps=max_steps,
+    )
     with atomic_dir(adapter_dir) as staging:
         model.save_pretrained(staging, safe_serialization=True)
     lengths = np.array([len(x) for x in input_ids])
@@ -238,8 +281,10 @@ def measured_peak(device: torch.device) -> dict:
     """torch's own count of the peak on a GPU, to set beside the plan in the training log."""
     if device.type != "cuda":
         return {}
-    return {"measured_peak": round(torch.cuda.max_memory_allocated(device) / 2**30, 3),
-            "measured_reserved": round(torch.cuda.max_memory_reserved(device) / 2**30, 3)}
+    return {
+        "measured_peak": round(torch.cuda.max_memory_allocated(device) / 2**30, 3),
+        "measured_reserved": round(torch.cuda.max_memory_reserved(device) / 2**30, 3),
+    }
 
 
 def _probability_frame(ids: list[int], probs: np.ndarray, **extra) -> pl.DataFrame:
@@ -248,8 +293,9 @@ def _probability_frame(ids: list[int], probs: np.ndarray, **extra) -> pl.DataFra
     return pl.DataFrame(columns)
 
 
-def encode_for_prediction(rt: Runtime, run: RunConfig, rows: pl.DataFrame,
-                          input_ids: list[list[int]] | None = None) -> list[list[int]]:
+def encode_for_prediction(
+    rt: Runtime, run: RunConfig, rows: pl.DataFrame, input_ids: list[list[int]] | None = None
+) -> list[list[int]]:
     """Input ids of `rows` (or the given ones), followed by those of their swapped copies when swap TTA is on."""
     input_ids = rt.encode(rows) if input_ids is None else list(input_ids)
     if run.predict.swap_tta:
@@ -258,15 +304,25 @@ def encode_for_prediction(rt: Runtime, run: RunConfig, rows: pl.DataFrame,
     return input_ids
 
 
-def predict_rows(model, rt: Runtime, run: RunConfig, rows: pl.DataFrame, desc: str,
-                 input_ids: list[list[int]] | None = None) -> tuple[np.ndarray, dict]:
+def predict_rows(
+    model, rt: Runtime, run: RunConfig, rows: pl.DataFrame, desc: str, input_ids: list[list[int]] | None = None
+) -> tuple[np.ndarray, dict]:
     """Probabilities for `rows`; with swap TTA the average of both orders, and the two halves as
     extra columns (`<label>_direct`, `<label>_swapped`) so the gain can be measured. `input_ids`:
     encode_for_prediction's result, when the caller reuses it across folds."""
     if input_ids is None:
         input_ids = encode_for_prediction(rt, run, rows)
-    probs = predict_probabilities(model, input_ids, rt.device, rt.predict_dtype, rt.tokenizer.pad_token_id,
-                                  run.predict.tokens_per_batch, run.predict.max_batch_rows, desc=desc, head=rt.head)
+    probs = predict_probabilities(
+        model,
+        input_ids,
+        rt.device,
+        rt.predict_dtype,
+        rt.tokenizer.pad_token_id,
+        run.predict.tokens_per_batch,
+        run.predict.max_batch_rows,
+        desc=desc,
+        head=rt.head,
+    )
     if not run.predict.swap_tta:
         return probs, {}
     direct, swapped = probs[: rows.height], flip_probabilities(probs[rows.height :])
@@ -277,8 +333,16 @@ def predict_rows(model, rt: Runtime, run: RunConfig, rows: pl.DataFrame, desc: s
     return (direct + swapped) / 2, columns
 
 
-def predict_fold(data_path: Path, test_path: Path, fold: int | None, checkpoint: Path, adapter_dir: Path,
-                 run: RunConfig, oof_path: Path | None, test_out_path: Path) -> dict:
+def predict_fold(
+    data_path: Path,
+    test_path: Path,
+    fold: int | None,
+    checkpoint: Path,
+    adapter_dir: Path,
+    run: RunConfig,
+    oof_path: Path | None,
+    test_out_path: Path,
+) -> dict:
     """Predict the fold's validation rows (out-of-fold) and every test row with the fold's adapter;
     the full fit (fold None) has no validation rows and predicts the test rows only."""
     table = pl.read_parquet(data_path)
@@ -295,11 +359,18 @@ def predict_fold(data_path: Path, test_path: Path, fold: int | None, checkpoint:
         probs, tta_columns = predict_rows(model, rt, run, rows, name, encode_for_prediction(rt, run, rows, input_ids))
         extra = {"fold": [-1 if fold is None else fold] * rows.height, **tta_columns}
         if name == "oof":
-            extra |= {"label": rows["label"].to_list(), "tokens": [len(x) for x in input_ids],
-                      "tokens_untruncated": untruncated}
+            extra |= {
+                "label": rows["label"].to_list(),
+                "tokens": [len(x) for x in input_ids],
+                "tokens_untruncated": untruncated,
+            }
         frame = _probability_frame(rows["id"].to_list(), probs, **extra)
         with atomic_path(path) as tmp:
             frame.write_parquet(tmp)
         outputs[name] = frame.height
-    return {"fold": "full" if fold is None else fold, "rows": outputs, "adapter_sha256": dir_sha256(adapter_dir),
-            **rt.describe()}
+    return {
+        "fold": "full" if fold is None else fold,
+        "rows": outputs,
+        "adapter_sha256": dir_sha256(adapter_dir),
+        **rt.describe(),
+    }

@@ -146,8 +146,7 @@ def kernel_status_command(kernel_id: str, version: int | None = None) -> list[st
 
 def kernel_submit_command(kernel_id: str, version: int, message: str, file_name: str = SUBMISSION_FILE) -> list[str]:
     """A code submission: Kaggle reruns that notebook version on the hidden test set and scores `file_name`."""
-    return ["competitions", "submit", COMPETITION, "-k", kernel_id, "-v", str(version), "-f", file_name,
-            "-m", message]
+    return ["competitions", "submit", COMPETITION, "-k", kernel_id, "-v", str(version), "-f", file_name, "-m", message]
 
 
 def kernel_log_hint(kernel_id: str) -> str:
@@ -269,9 +268,13 @@ def parse_dataset_status(output: str) -> str:
     return lines[-1].lower() if lines else ""
 
 
-def wait_for_dataset(dataset_id: str, poll_seconds: float = 30, timeout_seconds: float = 3600,
-                     sleep: Callable[[float], object] = time.sleep,
-                     clock: Callable[[], float] = time.monotonic) -> str:
+def wait_for_dataset(
+    dataset_id: str,
+    poll_seconds: float = 30,
+    timeout_seconds: float = 3600,
+    sleep: Callable[[float], object] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
     """Poll `datasets status` until Kaggle has processed the upload: a notebook pushed before that runs on
     the previous version's files (or none)."""
     deadline = clock() + timeout_seconds
@@ -285,16 +288,22 @@ def wait_for_dataset(dataset_id: str, poll_seconds: float = 30, timeout_seconds:
             if status == DATASET_READY:
                 return status
             if status in DATASET_FAILED:
-                raise KaggleError(f"Kaggle could not process dataset {dataset_id}: status {status}; "
-                                  f"see https://www.kaggle.com/datasets/{dataset_id}")
+                raise KaggleError(
+                    f"Kaggle could not process dataset {dataset_id}: status {status}; "
+                    f"see https://www.kaggle.com/datasets/{dataset_id}"
+                )
         elif not _is_not_found(output):  # right after `datasets create`, a 404 means not registered yet
             failures += 1
             if failures >= MAX_POLL_FAILURES:
-                raise KaggleError(f"`kaggle datasets status {dataset_id}` failed {failures} times in a row "
-                                  f"(exit {code}): {_one_line(output)}")
+                raise KaggleError(
+                    f"`kaggle datasets status {dataset_id}` failed {failures} times in a row "
+                    f"(exit {code}): {_one_line(output)}"
+                )
         if clock() >= deadline:
-            raise KaggleError(f"dataset {dataset_id} still {status} after {timeout_seconds / 60:.0f} min; "
-                              "rerun once `kaggle datasets status` says ready")
+            raise KaggleError(
+                f"dataset {dataset_id} still {status} after {timeout_seconds / 60:.0f} min; "
+                "rerun once `kaggle datasets status` says ready"
+            )
         sleep(poll_seconds)
 
 
@@ -307,18 +316,23 @@ def parse_push_version(output: str) -> int:
     if refused:
         raise KaggleError(f"`kaggle kernels push` refused the kernel: {_one_line(refused.group(1))}")
     pushed = re.search(r"Kernel version (\d+) successfully pushed", output)
-    dropped = re.findall(r"The following are not valid (\w+) sources and could not be added to the kernel: (.*)",
-                         output)
+    dropped = re.findall(
+        r"The following are not valid (\w+) sources and could not be added to the kernel: (.*)", output
+    )
     if dropped:
         # Without its inputs the run fails or predicts from nothing; not worth waiting hours for.
         which = "; ".join(f"{kind} {names}" for kind, names in dropped)
         version = f" (version {pushed.group(1)} runs without them)" if pushed else ""
-        raise KaggleError(f"Kaggle dropped the kernel's inputs{version}: {_one_line(which, 300)}; "
-                          "check the ids in kernel-metadata.json and that you can open them on kaggle.com")
+        raise KaggleError(
+            f"Kaggle dropped the kernel's inputs{version}: {_one_line(which, 300)}; "
+            "check the ids in kernel-metadata.json and that you can open them on kaggle.com"
+        )
     if pushed is None:
-        raise KaggleError(f"no version number in `kaggle kernels push`'s output ({_one_line(output, 300)}); "
-                          "find it on the notebook's page and submit with "
-                          "`kaggle competitions submit lmsys-chatbot-arena -k ID -v VERSION -f submission.csv -m MSG`")
+        raise KaggleError(
+            f"no version number in `kaggle kernels push`'s output ({_one_line(output, 300)}); "
+            "find it on the notebook's page and submit with "
+            "`kaggle competitions submit lmsys-chatbot-arena -k ID -v VERSION -f submission.csv -m MSG`"
+        )
     return int(pushed.group(1))
 
 
@@ -344,9 +358,15 @@ def parse_kernel_status(output: str) -> tuple[str, str | None]:
     return status, (_one_line(failure.group(1), 300) if failure else None)
 
 
-def wait_for_kernel(kernel_id: str, poll_seconds: float = 30, timeout_seconds: float = 9.5 * 3600,
-                    sleep: Callable[[float], object] = time.sleep, *, version: int | None = None,
-                    clock: Callable[[], float] = time.monotonic) -> str:
+def wait_for_kernel(
+    kernel_id: str,
+    poll_seconds: float = 30,
+    timeout_seconds: float = 9.5 * 3600,
+    sleep: Callable[[float], object] = time.sleep,
+    *,
+    version: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
     """Poll `kernels status` (of `version` when given) until the run completes; return the final status.
 
     An error or a cancellation raises with the status and where to read the log. The default timeout is
@@ -361,8 +381,10 @@ def wait_for_kernel(kernel_id: str, poll_seconds: float = 30, timeout_seconds: f
         if code != 0:
             failures += 1
             if failures >= MAX_POLL_FAILURES:
-                raise KaggleError(f"`kaggle kernels status {target}` failed {failures} times in a row "
-                                  f"(exit {code}): {_one_line(output)}")
+                raise KaggleError(
+                    f"`kaggle kernels status {target}` failed {failures} times in a row "
+                    f"(exit {code}): {_one_line(output)}"
+                )
             log.warning("kernels status %s failed (exit %d); polling again", target, code)
         else:
             failures = 0
@@ -376,17 +398,33 @@ def wait_for_kernel(kernel_id: str, poll_seconds: float = 30, timeout_seconds: f
                 reason = f" ({failure})" if failure else ""
                 raise KaggleError(f"kernel {target} ended with status {status}{reason}; {kernel_log_hint(kernel_id)}")
         if clock() >= deadline:
-            resume = (f"`kaggle competitions submit {COMPETITION} -k {kernel_id} -v {version} -f {SUBMISSION_FILE} "
-                      "-m MESSAGE`") if version is not None else "`kaggle competitions submit`"
-            raise KaggleError(f"kernel {target} still {status} after {timeout_seconds / 3600:.1f} h; it keeps running "
-                              f"on Kaggle: once `kaggle kernels status {target}` says complete, submit with {resume}")
+            resume = (
+                (
+                    f"`kaggle competitions submit {COMPETITION} -k {kernel_id} -v {version} -f {SUBMISSION_FILE} "
+                    "-m MESSAGE`"
+                )
+                if version is not None
+                else "`kaggle competitions submit`"
+            )
+            raise KaggleError(
+                f"kernel {target} still {status} after {timeout_seconds / 3600:.1f} h; it keeps running "
+                f"on Kaggle: once `kaggle kernels status {target}` says complete, submit with {resume}"
+            )
         sleep(poll_seconds)
 
 
-def submit_via_kernel(export_dir: Path, kernel_dir: Path, message: str, *, poll_seconds: float = 30,
-                      timeout_seconds: float = 9.5 * 3600, dataset_timeout_seconds: float = 3600,
-                      wait: bool = True, sleep: Callable[[float], object] = time.sleep,
-                      clock: Callable[[], float] = time.monotonic) -> dict:
+def submit_via_kernel(
+    export_dir: Path,
+    kernel_dir: Path,
+    message: str,
+    *,
+    poll_seconds: float = 30,
+    timeout_seconds: float = 9.5 * 3600,
+    dataset_timeout_seconds: float = 3600,
+    wait: bool = True,
+    sleep: Callable[[float], object] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict:
     """The whole route: upload the export, push the notebook, wait for its run, submit that version.
 
     With wait=False it stops after the push (nothing is submitted; the receipt has the submit command).
@@ -395,13 +433,23 @@ def submit_via_kernel(export_dir: Path, kernel_dir: Path, message: str, *, poll_
     export_dir, kernel_dir = Path(export_dir), Path(kernel_dir)
     dataset_id = check_export_folder(export_dir)
     if kernel_dir.resolve().is_relative_to(export_dir.resolve()):
-        raise KaggleError(f"the kernel folder {kernel_dir} is inside the export {export_dir}, which is uploaded "
-                          "as the dataset; keep it outside (results/kaggle_kernel)")
+        raise KaggleError(
+            f"the kernel folder {kernel_dir} is inside the export {export_dir}, which is uploaded "
+            "as the dataset; keep it outside (results/kaggle_kernel)"
+        )
     kernel_id = check_kernel_id(str(check_kernel_folder(kernel_dir, dataset_id)["id"]))
     require_credentials()
-    receipt: dict = {"competition": COMPETITION, "dataset_id": dataset_id, "export_sha256": dir_sha256(export_dir),
-                     "kernel_id": kernel_id, "version": None, "message": message, "statuses": {},
-                     "submitted": False, "outputs": {}}
+    receipt: dict = {
+        "competition": COMPETITION,
+        "dataset_id": dataset_id,
+        "export_sha256": dir_sha256(export_dir),
+        "kernel_id": kernel_id,
+        "version": None,
+        "message": message,
+        "statuses": {},
+        "submitted": False,
+        "outputs": {},
+    }
     upload = upload_dataset(export_dir, message)
     receipt["dataset_action"] = upload["action"]
     receipt["outputs"]["dataset"] = upload["output"]
@@ -414,8 +462,9 @@ def submit_via_kernel(export_dir: Path, kernel_dir: Path, message: str, *, poll_
         receipt["statuses"]["kernel"] = "not waited for"
         receipt["submit_command"] = ["kaggle", *submit_args]
         return receipt
-    receipt["statuses"]["kernel"] = wait_for_kernel(kernel_id, poll_seconds, timeout_seconds, sleep,
-                                                    version=version, clock=clock)
+    receipt["statuses"]["kernel"] = wait_for_kernel(
+        kernel_id, poll_seconds, timeout_seconds, sleep, version=version, clock=clock
+    )
     submit_output = run_kaggle(submit_args)
     receipt["outputs"]["submit"] = submit_output
     receipt["submitted"] = True

@@ -67,8 +67,10 @@ def kaggle_input_path(handle: str) -> str:
         return f"{KAGGLE_INPUT}/{match['mount']}"
     if match := DATASET_HANDLE.match(handle):
         return f"{KAGGLE_INPUT}/{match['slug']}"
-    raise KaggleError(f"{handle!r} is not a Kaggle dataset (owner/slug), a Kaggle model "
-                      f"(owner/model/framework/variation/version) or a {KAGGLE_INPUT}/... path")
+    raise KaggleError(
+        f"{handle!r} is not a Kaggle dataset (owner/slug), a Kaggle model "
+        f"(owner/model/framework/variation/version) or a {KAGGLE_INPUT}/... path"
+    )
 
 
 def _slugify(title: str) -> str:
@@ -85,8 +87,10 @@ def kernel_metadata(kernel_id: str, dataset_id: str, base_model: str, title: str
     # Kaggle names a pushed kernel after its title: one that slugs differently makes a second notebook,
     # and the status and submit calls, which use the id, would not see the run.
     if _slugify(title) != slug:
-        raise KaggleError(f"kernel title {title!r} makes the slug {_slugify(title)!r}, not {slug!r}; "
-                          "pick a title whose words match the kernel id")
+        raise KaggleError(
+            f"kernel title {title!r} makes the slug {_slugify(title)!r}, not {slug!r}; "
+            "pick a title whose words match the kernel id"
+        )
     dataset_sources = [dataset_id]
     model_sources = []
     if MODEL_HANDLE.match(base_model):
@@ -170,15 +174,27 @@ def run_script(dataset_id: str, base_model: str, predict_args: list[str] | None 
             raise KaggleError(f"predict argument {arg!r} is set by run.py itself; leave it out")
     # Paths are kept relative to the input root so that KAGGLE_INPUT_ROOT moves all of them.
     base_model_path = posixpath.relpath(kaggle_input_path(base_model), KAGGLE_INPUT)
-    values = {"input_root": KAGGLE_INPUT, "working": KAGGLE_WORKING, "export": dataset_slug(dataset_id),
-              "base_model": base_model_path, "competition": COMPETITION, "submission": SUBMISSION_FILE,
-              "predict_args": predict_args}
+    values = {
+        "input_root": KAGGLE_INPUT,
+        "working": KAGGLE_WORKING,
+        "export": dataset_slug(dataset_id),
+        "base_model": base_model_path,
+        "competition": COMPETITION,
+        "submission": SUBMISSION_FILE,
+        "predict_args": predict_args,
+    }
     # JSON strings and lists of strings are Python literals too.
     return RUN_TEMPLATE.format(**{key: json.dumps(value) for key, value in values.items()})
 
 
-def write_kernel_folder(out_dir: Path, kernel_id: str, dataset_id: str, base_model: str,
-                        predict_args: list[str] | None = None, title: str | None = None) -> Path:
+def write_kernel_folder(
+    out_dir: Path,
+    kernel_id: str,
+    dataset_id: str,
+    base_model: str,
+    predict_args: list[str] | None = None,
+    title: str | None = None,
+) -> Path:
     """Write kernel-metadata.json and run.py into `out_dir` (replaced as a whole, atomically).
 
     Keep `out_dir` outside the exported dataset folder: `datasets version --dir-mode zip` would upload
@@ -210,8 +226,10 @@ def check_kernel_folder(kernel_dir: Path, dataset_id: str) -> dict:
     if not metadata.get("code_file") or not code_file.is_file():
         raise KaggleError(f"{meta_file}: code_file {metadata.get('code_file')!r} is not in {kernel_dir}")
     if dataset_id not in metadata.get("dataset_sources", []):
-        raise KaggleError(f"{meta_file}: dataset_sources {metadata.get('dataset_sources')} lack the export's "
-                          f"dataset {dataset_id}; rerun `snakemake export_kaggle`")
+        raise KaggleError(
+            f"{meta_file}: dataset_sources {metadata.get('dataset_sources')} lack the export's "
+            f"dataset {dataset_id}; rerun `snakemake export_kaggle`"
+        )
     if metadata.get("enable_internet") is not False:
         raise KaggleError(f"{meta_file}: enable_internet must be false, the competition scores offline notebooks")
     if COMPETITION not in metadata.get("competition_sources", []):

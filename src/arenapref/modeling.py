@@ -21,7 +21,7 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    """"float32", "bfloat16", ...: how dtypes appear in logs, metrics and the benchmark."""
+    """ "float32", "bfloat16", ...: how dtypes appear in logs, metrics and the benchmark."""
     return str(dtype).removeprefix("torch.")
 
 
@@ -42,9 +42,13 @@ def resolve_device(requested: str) -> torch.device:
             return torch.device("cuda")
         if visible not in (None, "", "-1"):
             # A scheduler gave this job a GPU, yet torch cannot use it: say so, then run on the CPU.
-            log.warning("a GPU was allocated (CUDA_VISIBLE_DEVICES=%s) but CUDA is not available to PyTorch "
-                        "(torch %s, CUDA build: %s); running on the CPU", visible, torch.__version__,
-                        torch.version.cuda or "no")
+            log.warning(
+                "a GPU was allocated (CUDA_VISIBLE_DEVICES=%s) but CUDA is not available to PyTorch "
+                "(torch %s, CUDA build: %s); running on the CPU",
+                visible,
+                torch.__version__,
+                torch.version.cuda or "no",
+            )
         return torch.device("cpu")
     return torch.device(requested)
 
@@ -103,9 +107,12 @@ def compute_dtype(precision: str, device: torch.device, quantization: str = "non
     dtype = PRECISIONS[precision]
     if dtype == torch.bfloat16 and device.type == "cuda" and not cuda_has_native_bf16(device):
         major, minor = torch.cuda.get_device_capability(device)
-        log.warning("precision bf16 on a GPU of compute capability %d.%d, which has no bf16 tensor cores: "
-                    "expect slow training and the memory-hungry attention kernel; fp16 (or auto) fits it", major,
-                    minor)
+        log.warning(
+            "precision bf16 on a GPU of compute capability %d.%d, which has no bf16 tensor cores: "
+            "expect slow training and the memory-hungry attention kernel; fp16 (or auto) fits it",
+            major,
+            minor,
+        )
     return dtype
 
 
@@ -200,8 +207,9 @@ def _set_4bit_compute_dtype(model, dtype: torch.dtype) -> int:
     return changed
 
 
-def load_base_model(checkpoint: str | Path, settings: ModelSettings, device: torch.device, dtype: torch.dtype,
-                    pad_token_id: int):
+def load_base_model(
+    checkpoint: str | Path, settings: ModelSettings, device: torch.device, dtype: torch.dtype, pad_token_id: int
+):
     """The base Llama, quantized as configured: with a fresh 3-way classification layer for
     model.head classifier, with its language-model head for sft. The key-value cache is off: the
     pipeline never generates, and the cache would hold every layer's keys and values of each batch."""
@@ -273,11 +281,11 @@ def attach_new_adapter(model, settings: ModelSettings):
 
     num_layers = model.config.num_hidden_layers
     lora = LoraConfig(
-        r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=list(settings.lora_target_modules),
-        layers_to_transform=lora_layer_indices(num_layers, settings.lora_layers),
+        r=settings.lora.r,
+        lora_alpha=settings.lora.alpha,
+        lora_dropout=settings.lora.dropout,
+        target_modules=list(settings.lora.target_modules),
+        layers_to_transform=lora_layer_indices(num_layers, settings.lora.layers),
         bias="none",
         # SEQ_CLS also keeps the new classification layer ("score") trainable and saved with the adapter.
         task_type=TaskType.CAUSAL_LM if settings.head == "sft" else TaskType.SEQ_CLS,

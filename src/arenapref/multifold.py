@@ -28,7 +28,7 @@ def load_fold_adapters(base_model, adapters: Mapping[str, Path]):
     from peft import PeftModel
 
     items = list(adapters.items())
-    for name, path in items:
+    for _, path in items:
         if not (Path(path) / "adapter_model.safetensors").exists():
             raise CheckpointError(f"no trained adapter at {path} (adapter_model.safetensors missing)")
     first_name, first_path = items[0]
@@ -72,8 +72,9 @@ def last_token_index(input_ids: torch.Tensor, pad_id: int) -> torch.Tensor:
     return (positions * (input_ids != pad_id)).argmax(dim=-1)
 
 
-def fold_logits(model, head, folds: Sequence[str], input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                split: int, pad_id: int) -> dict[str, torch.Tensor]:
+def fold_logits(
+    model, head, folds: Sequence[str], input_ids: torch.Tensor, attention_mask: torch.Tensor, split: int, pad_id: int
+) -> dict[str, torch.Tensor]:
     """Three class logits per row for every fold, sharing the layers below `split`."""
     with only_layers(model, 0, split, final_norm=False) as body:
         shared = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
@@ -88,11 +89,32 @@ def fold_logits(model, head, folds: Sequence[str], input_ids: torch.Tensor, atte
     return logits
 
 
-def predict_folds(model, folds: Sequence[str], input_ids: Sequence[Sequence[int]], device: torch.device,
-                  dtype: torch.dtype, pad_id: int, tokens_per_batch: int, max_batch_rows: int, head, split: int,
-                  desc: str = "predict", on_batch=None) -> dict[str, np.ndarray]:
+def predict_folds(
+    model,
+    folds: Sequence[str],
+    input_ids: Sequence[Sequence[int]],
+    device: torch.device,
+    dtype: torch.dtype,
+    pad_id: int,
+    tokens_per_batch: int,
+    max_batch_rows: int,
+    head,
+    split: int,
+    desc: str = "predict",
+    on_batch=None,
+) -> dict[str, np.ndarray]:
     """Class probabilities per fold, in input order, with the length-sorted token-budget batches of
     predict.predict_probabilities."""
     model.eval()
-    return batched_probabilities(lambda ids, mask: fold_logits(model, head, folds, ids, mask, split, pad_id), folds,
-                                 input_ids, device, dtype, pad_id, tokens_per_batch, max_batch_rows, desc, on_batch)
+    return batched_probabilities(
+        lambda ids, mask: fold_logits(model, head, folds, ids, mask, split, pad_id),
+        folds,
+        input_ids,
+        device,
+        dtype,
+        pad_id,
+        tokens_per_batch,
+        max_batch_rows,
+        desc,
+        on_batch,
+    )

@@ -51,8 +51,11 @@ class PredictOptions:
         if self.device is not None:
             settings["device"] = self.device
         predict = settings.setdefault("predict", {})
-        for key, value in (("precision", self.precision), ("tokens_per_batch", self.tokens_per_batch),
-                           ("swap_tta", self.swap_tta)):
+        for key, value in (
+            ("precision", self.precision),
+            ("tokens_per_batch", self.tokens_per_batch),
+            ("swap_tta", self.swap_tta),
+        ):
             if value is not None:
                 predict[key] = value
         if self.max_length is not None:
@@ -65,8 +68,9 @@ class PredictOptions:
             return exported
         unknown = [name for name in self.folds if name not in exported]
         if unknown:
-            raise ConfigError(f"--folds {','.join(self.folds)}: {', '.join(unknown)} not in the export "
-                              f"(it has {', '.join(exported)})")
+            raise ConfigError(
+                f"--folds {','.join(self.folds)}: {', '.join(unknown)} not in the export (it has {', '.join(exported)})"
+            )
         return list(dict.fromkeys(self.folds))
 
 
@@ -74,8 +78,9 @@ def parse_folds(text: str | None) -> tuple[str, ...] | None:
     """`0,2,full` -> ("fold0", "fold2", "full")."""
     if not text or text == "all":
         return None
-    return tuple(name if not name.isdigit() else f"fold{name}" for name in (part.strip() for part in text.split(","))
-                 if name)
+    return tuple(
+        name if not name.isdigit() else f"fold{name}" for name in (part.strip() for part in text.split(",")) if name
+    )
 
 
 def parse_hours(text: str | None) -> float | None:
@@ -133,16 +138,27 @@ class FoldPredictor:
     def pass_cost(self, folds: int) -> float:
         return self.shared_fraction + folds * (1 - self.shared_fraction)
 
-    def predict(self, input_ids: list[list[int]], folds: list[str], rows: int, swap_tta: bool,
-                on_batch=None) -> dict[str, np.ndarray]:
+    def predict(
+        self, input_ids: list[list[int]], folds: list[str], rows: int, swap_tta: bool, on_batch=None
+    ) -> dict[str, np.ndarray]:
         """Per-fold probabilities of `rows` rows; with swap TTA `input_ids` holds their swapped copies after them."""
         from arenapref.augment import flip_probabilities
         from arenapref.multifold import predict_folds
 
         run = self.run
-        probs = predict_folds(self.model, folds, input_ids, self.rt.device, self.rt.predict_dtype,
-                              self.rt.tokenizer.pad_token_id, run.predict.tokens_per_batch, run.predict.max_batch_rows,
-                              self.rt.head, self.split, on_batch=on_batch)
+        probs = predict_folds(
+            self.model,
+            folds,
+            input_ids,
+            self.rt.device,
+            self.rt.predict_dtype,
+            self.rt.tokenizer.pad_token_id,
+            run.predict.tokens_per_batch,
+            run.predict.max_batch_rows,
+            self.rt.head,
+            self.split,
+            on_batch=on_batch,
+        )
         if swap_tta:
             probs = {fold: (p[:rows] + flip_probabilities(p[rows:])) / 2 for fold, p in probs.items()}
         return probs
@@ -164,16 +180,29 @@ class FoldPredictor:
         return seconds / (sum(len(x) for x in sample) * self.pass_cost(len(folds)))
 
 
-def choose_plan(seconds_per_pass_token: float, tokens: int, folds: list[str], swap_tta: bool, pass_cost,
-                budget_seconds: float, workers: int = 1) -> dict:
+def choose_plan(
+    seconds_per_pass_token: float,
+    tokens: int,
+    folds: list[str],
+    swap_tta: bool,
+    pass_cost,
+    budget_seconds: float,
+    workers: int = 1,
+) -> dict:
     """The most work that fits the budget: every fold with swap TTA first, then without it, then one
     fold fewer, and so on. `tokens` counts one order of every row; each worker takes its share."""
     options = []
     for count in range(len(folds), 0, -1):
-        for tta in ((True, False) if swap_tta else (False,)):
+        for tta in (True, False) if swap_tta else (False,):
             seconds = seconds_per_pass_token * tokens * (2 if tta else 1) * pass_cost(count) / workers
-            options.append({"folds": folds[:count], "swap_tta": tta, "estimated_seconds": seconds,
-                            "estimated_hours": round(seconds / 3600, 3)})
+            options.append(
+                {
+                    "folds": folds[:count],
+                    "swap_tta": tta,
+                    "estimated_seconds": seconds,
+                    "estimated_hours": round(seconds / 3600, 3),
+                }
+            )
     for option in options:
         if option["estimated_seconds"] <= budget_seconds:
             return option | {"options": options}
@@ -186,8 +215,9 @@ def visible_gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def predict_export(export_dir: str | Path, test_csv: str | Path, base_model: str | Path,
-                   options: PredictOptions = PredictOptions()) -> tuple[list, np.ndarray, dict]:
+def predict_export(
+    export_dir: str | Path, test_csv: str | Path, base_model: str | Path, options: PredictOptions = PredictOptions()
+) -> tuple[list, np.ndarray, dict]:
     """Ids and fold-averaged probabilities for every row of `test_csv`, and what was done."""
     import time
 
@@ -216,27 +246,41 @@ def predict_export(export_dir: str | Path, test_csv: str | Path, base_model: str
         tokens = sum(len(x) for x in input_ids[: first_rows.height]) * workers  # shards hold equal tokens
         left = options.time_budget_hours * 3600 - (time.perf_counter() - started)
         plan = choose_plan(rate, tokens, folds, swap_tta, predictor.pass_cost, left, workers)
-        log.info("time budget %.2f h (%.2f h left): %.1f pass-tokens/s measured; plan: %s, swap TTA %s, about "
-                 "%.2f h%s", options.time_budget_hours, left / 3600, 1 / rate, ", ".join(plan["folds"]),
-                 "on" if plan["swap_tta"] else "off", plan["estimated_hours"],
-                 " (over the budget even so)" if plan.get("over_budget") else "")
+        log.info(
+            "time budget %.2f h (%.2f h left): %.1f pass-tokens/s measured; plan: %s, swap TTA %s, about %.2f h%s",
+            options.time_budget_hours,
+            left / 3600,
+            1 / rate,
+            ", ".join(plan["folds"]),
+            "on" if plan["swap_tta"] else "off",
+            plan["estimated_hours"],
+            " (over the budget even so)" if plan.get("over_budget") else "",
+        )
         folds, swap_tta = plan["folds"], plan["swap_tta"]
         input_ids = input_ids if swap_tta else input_ids[: first_rows.height]
         done["plan"] = {key: value for key, value in plan.items() if key != "options"} | {"options": plan["options"]}
-    log.info("predicting %d rows with %s on %d worker(s)%s", test.height, ", ".join(folds), workers,
-             ", swap TTA" if swap_tta else "")
+    log.info(
+        "predicting %d rows with %s on %d worker(s)%s",
+        test.height,
+        ", ".join(folds),
+        workers,
+        ", swap TTA" if swap_tta else "",
+    )
     chosen = dataclasses.replace(options, folds=tuple(folds), swap_tta=swap_tta, time_budget_hours=None)
     with tempfile.TemporaryDirectory(prefix="arenapref-shards-") as tmp:
-        processes = [_start_worker(export_dir, test_csv, base_model, chosen, i, workers, gpus,
-                                   Path(tmp) / f"shard{i}.npz") for i in range(1, workers)]
+        processes = [
+            _start_worker(export_dir, test_csv, base_model, chosen, i, workers, gpus, Path(tmp) / f"shard{i}.npz")
+            for i in range(1, workers)
+        ]
         first = predictor.predict(input_ids, folds, first_rows.height, swap_tta)
         merged = {fold: np.zeros((test.height, 3)) for fold in folds}
         for fold in folds:
             merged[fold][shards[0]] = first[fold]
         for i, process in enumerate(processes, start=1):
             if process.wait() != 0:
-                raise RuntimeError(f"prediction worker {i} of {workers} failed (exit {process.returncode}); "
-                                   "its log is above")
+                raise RuntimeError(
+                    f"prediction worker {i} of {workers} failed (exit {process.returncode}); its log is above"
+                )
             saved = np.load(Path(tmp) / f"shard{i}.npz")
             for fold in folds:
                 merged[fold][shards[i]] = saved[fold]
@@ -252,8 +296,16 @@ def _share_cpu_threads(workers: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
-def _start_worker(export_dir: Path, test_csv, base_model: Path, options: PredictOptions, index: int, workers: int,
-                  gpus: int, out: Path) -> subprocess.Popen:
+def _start_worker(
+    export_dir: Path,
+    test_csv,
+    base_model: Path,
+    options: PredictOptions,
+    index: int,
+    workers: int,
+    gpus: int,
+    out: Path,
+) -> subprocess.Popen:
     """`predict.py --shard index/workers` in its own process, on GPU `index` when there are GPUs."""
     env = dict(os.environ)
     if gpus:
@@ -262,18 +314,39 @@ def _start_worker(export_dir: Path, test_csv, base_model: Path, options: Predict
         env["CUDA_VISIBLE_DEVICES"] = ids[index % len(ids)]
     else:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
-    program = ([str(export_dir / "predict.py")] if (export_dir / "predict.py").is_file()
-               else ["-m", "arenapref.commands.kaggle_predict"])
-    command = [sys.executable, *program, "--export-dir", str(export_dir), "--test", str(test_csv), "--base-model", str(base_model),
-               "--folds", ",".join(options.folds), "--shard", f"{index}/{workers}", "--shard-out", str(out),
-               *_option_args(options)]
+    program = (
+        [str(export_dir / "predict.py")]
+        if (export_dir / "predict.py").is_file()
+        else ["-m", "arenapref.commands.kaggle_predict"]
+    )
+    command = [
+        sys.executable,
+        *program,
+        "--export-dir",
+        str(export_dir),
+        "--test",
+        str(test_csv),
+        "--base-model",
+        str(base_model),
+        "--folds",
+        ",".join(options.folds),
+        "--shard",
+        f"{index}/{workers}",
+        "--shard-out",
+        str(out),
+        *_option_args(options),
+    ]
     return subprocess.Popen(command, env=env)
 
 
 def _option_args(options: PredictOptions) -> list[str]:
     args = []
-    for flag, value in (("--device", options.device), ("--precision", options.precision),
-                        ("--tokens-per-batch", options.tokens_per_batch), ("--max-length", options.max_length)):
+    for flag, value in (
+        ("--device", options.device),
+        ("--precision", options.precision),
+        ("--tokens-per-batch", options.tokens_per_batch),
+        ("--max-length", options.max_length),
+    ):
         if value is not None:
             args += [flag, str(value)]
     if options.swap_tta is not None:
@@ -281,8 +354,15 @@ def _option_args(options: PredictOptions) -> list[str]:
     return args
 
 
-def predict_shard(export_dir: str | Path, test_csv: str | Path, base_model: str | Path, options: PredictOptions,
-                  shard: int, shards: int, out: Path) -> None:
+def predict_shard(
+    export_dir: str | Path,
+    test_csv: str | Path,
+    base_model: str | Path,
+    options: PredictOptions,
+    shard: int,
+    shards: int,
+    out: Path,
+) -> None:
     """A worker's part: the probabilities of one shard's rows for every chosen fold, saved as .npz."""
     from arenapref.modeling import check_checkpoint
     from arenapref.preprocess import preprocess_test
@@ -300,8 +380,13 @@ def predict_shard(export_dir: str | Path, test_csv: str | Path, base_model: str 
             np.savez(handle, **probs)
 
 
-def write_predictions(export_dir: str | Path, test_csv: str | Path, base_model: str | Path, out_csv: str | Path,
-                      options: PredictOptions = PredictOptions()) -> pl.DataFrame:
+def write_predictions(
+    export_dir: str | Path,
+    test_csv: str | Path,
+    base_model: str | Path,
+    out_csv: str | Path,
+    options: PredictOptions = PredictOptions(),
+) -> pl.DataFrame:
     """predict_export, then the exported post-processing, validated, written atomically."""
     from arenapref.ensemble import Postprocessing
     from arenapref.features import predict_features_model

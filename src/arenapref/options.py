@@ -10,13 +10,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from arenapref import LABEL_COLUMNS
 from arenapref.ensemble import score_options
+from arenapref.evaluation import probabilities
 from arenapref.metrics import accuracy
-
-
-def _columns(oof: pl.DataFrame, suffix: str) -> np.ndarray:
-    return oof.select([f"{c}{suffix}" for c in LABEL_COLUMNS]).to_numpy().astype(np.float64)
 
 
 def score_variant(results: Path, config: dict) -> dict:
@@ -27,8 +23,8 @@ def score_variant(results: Path, config: dict) -> dict:
     metrics = json.loads((results / "metrics.json").read_text())
     labels, folds = train["label"].to_numpy(), train["fold"].to_numpy()
     tta = "winner_model_a_direct" in oof.columns
-    direct = _columns(oof, "_direct") if tta else _columns(oof, "")
-    features = _columns(pl.read_parquet(results / "features" / "oof.parquet").sort("id"), "")
+    direct = probabilities(oof, "_direct") if tta else probabilities(oof, "")
+    features = probabilities(pl.read_parquet(results / "features" / "oof.parquet").sort("id"), "")
     post = score_options(direct, features, labels, folds)
     scores = {
         "head": config["model"]["head"],
@@ -46,11 +42,14 @@ def score_variant(results: Path, config: dict) -> dict:
         "runtime": metrics["run"]["runtime"],
     }
     if tta:
-        averaged = _columns(oof, "")
+        averaged = probabilities(oof, "")
         post_tta = score_options(averaged, features, labels, folds)
-        scores |= {"log_loss_tta": post_tta["none"], "log_loss_tta_temperature": post_tta["temperature"],
-                   "accuracy_tta": accuracy(labels, averaged),
-                   "log_loss_tta_blend_temperature": post_tta["features_blend+temperature"]}
+        scores |= {
+            "log_loss_tta": post_tta["none"],
+            "log_loss_tta_temperature": post_tta["temperature"],
+            "accuracy_tta": accuracy(labels, averaged),
+            "log_loss_tta_blend_temperature": post_tta["features_blend+temperature"],
+        }
     return scores
 
 
@@ -73,9 +72,11 @@ def render_options_table(scores: dict[str, dict]) -> str:
     ]
     for name, s in scores.items():
         blend = s.get("log_loss_tta_blend_temperature", s["log_loss_blend_temperature"])
-        lines.append(f"| {name} | {_fmt(s['log_loss'])} | {_fmt(s['log_loss_temperature'])} | "
-                     f"{_fmt(s.get('log_loss_tta'))} | {_fmt(s.get('log_loss_tta_temperature'))} | {_fmt(blend)} | "
-                     f"{_fmt(s.get('accuracy_tta', s['accuracy']))} | {s['train_seconds'] / 60:.1f} min |")
+        lines.append(
+            f"| {name} | {_fmt(s['log_loss'])} | {_fmt(s['log_loss_temperature'])} | "
+            f"{_fmt(s.get('log_loss_tta'))} | {_fmt(s.get('log_loss_tta_temperature'))} | {_fmt(blend)} | "
+            f"{_fmt(s.get('accuracy_tta', s['accuracy']))} | {s['train_seconds'] / 60:.1f} min |"
+        )
     lines.append(f"| features baseline | {_fmt(first['features_baseline'])} | | | | | | |")
     lines.append(f"| class prior | {_fmt(first['class_prior'])} | | | | | | |")
     return "\n".join(lines) + "\n"

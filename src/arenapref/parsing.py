@@ -49,9 +49,7 @@ def parse_turns(raw: str | None, *, file: str | Path, row: object, field: str) -
         elif isinstance(item, str):
             turns.append(clean_text(item))
         else:
-            raise DataError(
-                file, f"item {position} is {type(item).__name__}, expected a string or null", row, field
-            )
+            raise DataError(file, f"item {position} is {type(item).__name__}, expected a string or null", row, field)
     return turns
 
 
@@ -97,7 +95,8 @@ def read_csv_strict(path: str | Path, expected: tuple[str, ...]) -> tuple[pl.Dat
 _JSON_SPACE = r"[ \t\n\r]*"
 _JSON_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
 _JSON_ITEM = rf"(?:{_JSON_STRING}|null)"
-LIST_OF_STRINGS = rf"^{_JSON_SPACE}\[{_JSON_SPACE}(?:{_JSON_ITEM}{_JSON_SPACE}(?:,{_JSON_SPACE}{_JSON_ITEM}{_JSON_SPACE})*)?\]{_JSON_SPACE}$"
+_NEXT_ITEM = rf"(?:,{_JSON_SPACE}{_JSON_ITEM}{_JSON_SPACE})"
+LIST_OF_STRINGS = rf"^{_JSON_SPACE}\[{_JSON_SPACE}(?:{_JSON_ITEM}{_JSON_SPACE}{_NEXT_ITEM}*)?\]{_JSON_SPACE}$"
 STARTS_AS_LIST = rf"^{_JSON_SPACE}\["
 # An escaped UTF-16 surrogate: the cell may hold a lone one, which polars decodes to NUL (high) or
 # rejects (low); parse_turns replaces it instead.
@@ -105,8 +104,9 @@ SURROGATE_ESCAPE = r"\\u[dD][89a-fA-F]"
 TURNS = pl.List(pl.String)
 
 
-def parse_text_columns(frame: pl.DataFrame, columns: Sequence[str], ids: list[int],
-                       file: str | Path) -> dict[str, pl.Series]:
+def parse_text_columns(
+    frame: pl.DataFrame, columns: Sequence[str], ids: list[int], file: str | Path
+) -> dict[str, pl.Series]:
     """Parse JSON-list columns into lists of turn texts; null where a cell is missing.
 
     Same result as parse_turns on every cell. Polars decodes the cells in bulk; the cells it may
@@ -122,7 +122,9 @@ def parse_text_columns(frame: pl.DataFrame, columns: Sequence[str], ids: list[in
     def decode(pick: dict[str, pl.Series] | None) -> pl.DataFrame:
         return frame.select(
             (pl.col(c) if pick is None else pl.when(pl.lit(pick[c])).then(pl.col(c)).otherwise(None))
-            .str.json_decode(TURNS).alias(c) for c in columns
+            .str.json_decode(TURNS)
+            .alias(c)
+            for c in columns
         )
 
     try:  # the usual case: every cell strict JSON, decoded whole (masking the column costs a copy)
@@ -141,9 +143,15 @@ def parse_text_columns(frame: pl.DataFrame, columns: Sequence[str], ids: list[in
     quotes = pl.element().str.count_matches('"', literal=True)
     checks = pl.concat([frame.select(pl.col(c).alias(f"{c}:raw") for c in columns), decoded], how="horizontal")
     checked = checks.select(
-        *((pl.col(f"{c}:raw").str.count_matches('"', literal=True) - pl.col(c).list.eval(quotes).list.sum()
-           == 2 * (pl.col(c).list.len() - pl.col(c).list.eval(pl.element().is_null()).list.sum()))
-          .fill_null(False).alias(f"{c}:exact") for c in columns),
+        *(
+            (
+                pl.col(f"{c}:raw").str.count_matches('"', literal=True) - pl.col(c).list.eval(quotes).list.sum()
+                == 2 * (pl.col(c).list.len() - pl.col(c).list.eval(pl.element().is_null()).list.sum())
+            )
+            .fill_null(False)
+            .alias(f"{c}:exact")
+            for c in columns
+        ),
         *(pl.col(c).list.eval(pl.element().fill_null("")).cast(TURNS) for c in columns),
     )
     parsed = {}
@@ -154,12 +162,11 @@ def parse_text_columns(frame: pl.DataFrame, columns: Sequence[str], ids: list[in
         if len(slow):
             values = frame[column].gather(slow).to_list()
             # Position 0 is a null; slow row k takes the k-th parsed value, every other row the null.
-            patch = pl.Series([None] + [parse_turns(v, file=file, row=ids[i], field=column)
-                                        for v, i in zip(values, slow)], dtype=TURNS)
+            cells = [parse_turns(v, file=file, row=ids[i], field=column) for v, i in zip(values, slow, strict=True)]
+            patch = pl.Series([None, *cells], dtype=TURNS)
             pick = np.zeros(frame.height, dtype=np.int64)
             pick[slow] = np.arange(1, len(slow) + 1)
-            series = pl.select(pl.when(pl.lit(pl.Series(bulk))).then(series)
-                               .otherwise(patch.gather(pick))).to_series()
+            series = pl.select(pl.when(pl.lit(pl.Series(bulk))).then(series).otherwise(patch.gather(pick))).to_series()
         parsed[column] = series.alias(column)
     return parsed
 
@@ -190,6 +197,6 @@ def parse_labels(frame: pl.DataFrame, ids: list[int], file: str | Path) -> list[
     not_one_hot = values.sum(axis=1) != 1
     if not_one_hot.any():
         index = int(np.flatnonzero(not_one_hot)[0])
-        found = dict(zip(LABEL_COLUMNS, values[index].tolist()))
+        found = dict(zip(LABEL_COLUMNS, values[index].tolist(), strict=True))
         raise DataError(file, f"labels are not one-hot: {found}", ids[index], "winner_*")
     return values.argmax(axis=1).tolist()

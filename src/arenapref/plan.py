@@ -105,7 +105,7 @@ class ModelShape:
         total = sum(p.numel() for p in model.parameters())
         score = getattr(model, "score", None)
         head = score.weight.numel() if score is not None else 0
-        targets = [m for name, m in linears.items() if name.rsplit(".", 1)[-1] in run.model.lora_target_modules]
+        targets = [m for name, m in linears.items() if name.rsplit(".", 1)[-1] in run.model.lora.target_modules]
         heads = model_config.num_attention_heads
         return cls(
             hidden=model_config.hidden_size,
@@ -126,8 +126,9 @@ class ModelShape:
     def from_checkpoint(cls, checkpoint: str | Path, run: RunConfig) -> ModelShape:
         from transformers import AutoConfig
 
-        return cls.from_config(AutoConfig.from_pretrained(checkpoint, trust_remote_code=run.model.trust_remote_code),
-                               run)
+        return cls.from_config(
+            AutoConfig.from_pretrained(checkpoint, trust_remote_code=run.model.trust_remote_code), run
+        )
 
     @classmethod
     def from_dict(cls, shape: dict, run: RunConfig) -> ModelShape:
@@ -164,7 +165,7 @@ class Arithmetic:
 
 
 def trained_layers(shape: ModelShape, run: RunConfig) -> int:
-    return shape.layers - shape.layers // 2 if run.model.lora_layers == "upper_half" else shape.layers
+    return shape.layers - shape.layers // 2 if run.model.lora.layers == "upper_half" else shape.layers
 
 
 def weights_bytes(shape: ModelShape, arith: Arithmetic) -> int:
@@ -175,7 +176,7 @@ def weights_bytes(shape: ModelShape, arith: Arithmetic) -> int:
 def adapter_bytes(shape: ModelShape, run: RunConfig, arith: Arithmetic, training: bool) -> int:
     """LoRA matrices and the classification layer in fp32; in training also their gradients and
     the optimizer's two moments (8-bit AdamW: one byte each)."""
-    lora = run.model.lora_r * sum(i + o for i, o in zip(shape.lora_inputs, shape.lora_outputs))
+    lora = run.model.lora.r * sum(i + o for i, o in zip(shape.lora_inputs, shape.lora_outputs, strict=True))
     params = lora * trained_layers(shape, run) + shape.head_params  # peft keeps the original head beside
     if not training:
         return params * 4
@@ -192,8 +193,8 @@ def layer_activation_bytes(shape: ModelShape, run: RunConfig, arith: Arithmetic,
     per_token = 2 * 4 * h  # both RMSNorms keep their fp32 upcast input
     for d_in in shape.lora_inputs:
         # lora_A keeps its (autocast) input; dropout its mask; lora_B the rank-r intermediate.
-        mask = arith.dropout_mask_bytes if run.model.lora_dropout > 0 else 0
-        per_token += (c + mask) * d_in + c * run.model.lora_r
+        mask = arith.dropout_mask_bytes if run.model.lora.dropout > 0 else 0
+        per_token += (c + mask) * d_in + c * run.model.lora.r
     attention = shape.heads * shape.head_dim
     # SDPA keeps q, k, v and its output (k and v repeated to every head when a padding mask is
     # passed) and an fp32 log-sum-exp per head; the SiLU-gated MLP keeps gate, up and act(gate).
@@ -210,8 +211,14 @@ def top_activation_bytes(shape: ModelShape, run: RunConfig, rows: int, length: i
     return rows * length * 4 * shape.hidden * 2
 
 
-def training_memory(shape: ModelShape, run: RunConfig, arith: Arithmetic, checkpointing: bool,
-                    rows: int | None = None, length: int | None = None) -> dict[str, int]:
+def training_memory(
+    shape: ModelShape,
+    run: RunConfig,
+    arith: Arithmetic,
+    checkpointing: bool,
+    rows: int | None = None,
+    length: int | None = None,
+) -> dict[str, int]:
     """Peak bytes allocated in a training step, by part; `peak` is their sum. The batch defaults to
     train.batch_size rows at model.max_length (the longest length bucket)."""
     rows = rows or run.train.batch_size
@@ -237,8 +244,9 @@ def training_memory(shape: ModelShape, run: RunConfig, arith: Arithmetic, checkp
     return parts | {"peak": sum(parts.values())}
 
 
-def inference_memory(shape: ModelShape, run: RunConfig, arith: Arithmetic, tokens_per_batch: int | None = None,
-                     length: int | None = None) -> dict[str, int]:
+def inference_memory(
+    shape: ModelShape, run: RunConfig, arith: Arithmetic, tokens_per_batch: int | None = None, length: int | None = None
+) -> dict[str, int]:
     """Peak bytes allocated while predicting one batch (no gradients, no key-value cache)."""
     length = length or run.model.max_length
     tokens_per_batch = tokens_per_batch or run.predict.tokens_per_batch
@@ -255,8 +263,11 @@ def inference_memory(shape: ModelShape, run: RunConfig, arith: Arithmetic, token
         working += shape.layer_linear_params * c // 3  # autocast's copy of the weight in use
     elif arith.quantization != "none":
         working += shape.hidden * shape.intermediate * c  # the widest matrix, dequantized for its matmul
-    parts = {"weights": weights_bytes(shape, arith), "adapter": adapter_bytes(shape, run, arith, training=False),
-             "working": working}
+    parts = {
+        "weights": weights_bytes(shape, arith),
+        "adapter": adapter_bytes(shape, run, arith, training=False),
+        "working": working,
+    }
     return parts | {"peak": sum(parts.values())}
 
 
@@ -289,28 +300,38 @@ class Workload:
     mean_tokens: float
 
     @classmethod
-    def competition(cls, run: RunConfig, n_folds: int, rows: int = 57_477, test_rows: int = 25_000,
-                    mean_tokens: float = 650.0) -> Workload:
+    def competition(
+        cls, run: RunConfig, n_folds: int, rows: int = 57_477, test_rows: int = 25_000, mean_tokens: float = 650.0
+    ) -> Workload:
         """The competition's sizes; 650 real tokens a row is the train set's mean at max_length 1024-2048."""
         train = rows * (n_folds - 1) // n_folds * (2 if run.train.swap_augmentation else 1) * run.train.epochs
         tta = 2 if run.predict.swap_tta else 1
         return cls(train, (rows // n_folds + test_rows) * tta, min(mean_tokens, run.model.max_length))
 
 
-def fold_hours(shape: ModelShape, run: RunConfig, work: Workload, checkpointing: bool, tflops: float,
-               train_efficiency: float = TRAIN_EFFICIENCY,
-               predict_efficiency: float = PREDICT_EFFICIENCY) -> dict[str, float]:
+def fold_hours(
+    shape: ModelShape,
+    run: RunConfig,
+    work: Workload,
+    checkpointing: bool,
+    tflops: float,
+    train_efficiency: float = TRAIN_EFFICIENCY,
+    predict_efficiency: float = PREDICT_EFFICIENCY,
+) -> dict[str, float]:
     """Hours of one fold's training and prediction at `tflops` dense peak times the efficiencies."""
     train_tokens = work.train_rows * work.mean_tokens / TRAIN_PADDING_EFFICIENCY
     predict_tokens = work.predict_rows * work.mean_tokens / PREDICT_PADDING_EFFICIENCY
     train = training_flops(shape, run, train_tokens, work.mean_tokens, checkpointing)
     predict = inference_flops(shape, predict_tokens, work.mean_tokens)
-    return {"train_hours": train / (tflops * 1e12 * train_efficiency) / 3600,
-            "predict_hours": predict / (tflops * 1e12 * predict_efficiency) / 3600}
+    return {
+        "train_hours": train / (tflops * 1e12 * train_efficiency) / 3600,
+        "predict_hours": predict / (tflops * 1e12 * predict_efficiency) / 3600,
+    }
 
 
-def settings_that_fit(shape: ModelShape, run: RunConfig, arith: Arithmetic, memory_bytes: int,
-                      checkpointing: bool) -> dict | None:
+def settings_that_fit(
+    shape: ModelShape, run: RunConfig, arith: Arithmetic, memory_bytes: int, checkpointing: bool
+) -> dict | None:
     """The smallest change of the training settings whose plan fits: checkpointing first (it
     changes the time, not the result), then smaller micro-batches (accumulation raised to keep the
     rows per step), then shorter rows. None when even one row of 512 tokens does not fit."""
@@ -341,8 +362,9 @@ def tokens_per_batch_that_fit(shape: ModelShape, run: RunConfig, arith: Arithmet
     return None
 
 
-def arithmetic_for(run: RunConfig, device: str, capability: tuple[int, int] | None = None,
-                   saved_quantization: str | None = None) -> Arithmetic:
+def arithmetic_for(
+    run: RunConfig, device: str, capability: tuple[int, int] | None = None, saved_quantization: str | None = None
+) -> Arithmetic:
     """The arithmetic a run would pick on a device, without touching one (see modeling.compute_dtype)."""
     import torch
 
@@ -365,50 +387,70 @@ def resolve_checkpointing(run: RunConfig, device: str) -> bool:
     return device == "cuda" if setting == "auto" else bool(setting)
 
 
-def plan_gpu(shape: ModelShape, run: RunConfig, gpu: GpuClass, work: Workload,
-             saved_quantization: str | None = None, tflops: float | None = None) -> dict:
+def plan_gpu(
+    shape: ModelShape,
+    run: RunConfig,
+    gpu: GpuClass,
+    work: Workload,
+    saved_quantization: str | None = None,
+    tflops: float | None = None,
+) -> dict:
     """One row of the plan: peaks, whether they fit `gpu`, the settings that would, and hours a fold."""
     arith = arithmetic_for(run, "cuda", gpu.capability, saved_quantization)
     memory = int(gpu.memory_gib * GIB)
     checkpointing = resolve_checkpointing(run, "cuda")
     train = training_memory(shape, run, arith, checkpointing)["peak"]
     predict = inference_memory(shape, run, arith)["peak"]
-    row = {"gpu": gpu.name, "memory_gib": gpu.memory_gib, "checkpointing": checkpointing,
-           "train_peak_gib": round(train / GIB, 1), "train_fits": fits(train, memory),
-           "train_peak_without_checkpointing_gib": round(training_memory(shape, run, arith, False)["peak"] / GIB, 1),
-           "predict_peak_gib": round(predict / GIB, 1), "predict_fits": fits(predict, memory)}
+    row = {
+        "gpu": gpu.name,
+        "memory_gib": gpu.memory_gib,
+        "checkpointing": checkpointing,
+        "train_peak_gib": round(train / GIB, 1),
+        "train_fits": fits(train, memory),
+        "train_peak_without_checkpointing_gib": round(training_memory(shape, run, arith, False)["peak"] / GIB, 1),
+        "predict_peak_gib": round(predict / GIB, 1),
+        "predict_fits": fits(predict, memory),
+    }
     if not row["train_fits"]:
         row["train_settings_that_fit"] = settings_that_fit(shape, run, arith, memory, checkpointing)
     if not row["predict_fits"]:
         row["predict_tokens_per_batch_that_fits"] = tokens_per_batch_that_fit(shape, run, arith, memory)
-    hours = fold_hours(shape, run, work, checkpointing, tflops or gpu.dense_tflops, gpu.train_efficiency,
-                       gpu.predict_efficiency)
+    hours = fold_hours(
+        shape, run, work, checkpointing, tflops or gpu.dense_tflops, gpu.train_efficiency, gpu.predict_efficiency
+    )
     return row | {name: round(value, 2) for name, value in hours.items()}
 
 
 def describe_change(change: dict | None) -> str:
     if change is None:
         return "nothing fits"
-    settings = [f"{key}: {str(value).lower() if isinstance(value, bool) else value}"
-                for key, value in change.items() if key != "peak_gib"]
+    settings = [
+        f"{key}: {str(value).lower() if isinstance(value, bool) else value}"
+        for key, value in change.items()
+        if key != "peak_gib"
+    ]
     return ", ".join(settings) + f" (peak {change['peak_gib']} GiB)"
 
 
 def plan_table(rows: list[dict]) -> str:
     """The plan as a Markdown table, one row per GPU."""
-    lines = ["| GPU | training peak GiB (without checkpointing) | fits | inference peak GiB | fits "
-             "| hours a fold: train + predict | to fit |",
-             "| --- | ---: | --- | ---: | --- | ---: | --- |"]
+    lines = [
+        "| GPU | training peak GiB (without checkpointing) | fits | inference peak GiB | fits "
+        "| hours a fold: train + predict | to fit |",
+        "| --- | ---: | --- | ---: | --- | ---: | --- |",
+    ]
     for row in rows:
         advice = []
         if not row["train_fits"]:
             advice.append(describe_change(row.get("train_settings_that_fit")))
         if not row["predict_fits"]:
             advice.append(f"predict.tokens_per_batch: {row.get('predict_tokens_per_batch_that_fits')}")
-        lines.append(f"| {row['gpu']} | {row['train_peak_gib']} ({row['train_peak_without_checkpointing_gib']}) "
-                     f"| {'yes' if row['train_fits'] else 'no'} | {row['predict_peak_gib']} "
-                     f"| {'yes' if row['predict_fits'] else 'no'} "
-                     f"| {row['train_hours']:.1f} + {row['predict_hours']:.1f} | {'; '.join(advice) or '-'} |")
+        lines.append(
+            f"| {row['gpu']} | {row['train_peak_gib']} ({row['train_peak_without_checkpointing_gib']}) "
+            f"| {'yes' if row['train_fits'] else 'no'} | {row['predict_peak_gib']} "
+            f"| {'yes' if row['predict_fits'] else 'no'} "
+            f"| {row['train_hours']:.1f} + {row['predict_hours']:.1f} | {'; '.join(advice) or '-'} |"
+        )
     return "\n".join(lines)
 
 
@@ -427,8 +469,16 @@ def competition_mean_tokens(max_length: int) -> float:
     return 600.0 + 100.0 * min(1.0, (max_length - 1024) / 1024)
 
 
-def kaggle_hours(shape: ModelShape, run: RunConfig, folds: int, swap_tta: bool, rows: int = 25_000,
-                 gpus: int = 2, gpu: GpuClass = GPU_CLASSES[16], mean_tokens: float | None = None) -> float:
+def kaggle_hours(
+    shape: ModelShape,
+    run: RunConfig,
+    folds: int,
+    swap_tta: bool,
+    rows: int = 25_000,
+    gpus: int = 2,
+    gpu: GpuClass = GPU_CLASSES[16],
+    mean_tokens: float | None = None,
+) -> float:
     """Hours to predict `rows` test rows with `folds` adapters on `gpus` GPUs of a class (each its shard)."""
     mean_tokens = mean_tokens or competition_mean_tokens(run.model.max_length)
     tokens = rows * (2 if swap_tta else 1) * mean_tokens / PREDICT_PADDING_EFFICIENCY
@@ -436,16 +486,24 @@ def kaggle_hours(shape: ModelShape, run: RunConfig, folds: int, swap_tta: bool, 
     return flops / (gpus * gpu.dense_tflops * 1e12 * gpu.predict_efficiency) / 3600
 
 
-def kaggle_plan(shape: ModelShape, run: RunConfig, exported_folds: int, budget_hours: float = 8.0,
-                rows: int = 25_000) -> dict:
+def kaggle_plan(
+    shape: ModelShape, run: RunConfig, exported_folds: int, budget_hours: float = 8.0, rows: int = 25_000
+) -> dict:
     """What --time-budget would choose for the hidden test set on Kaggle's 2 x T4, from the figures
     above (the notebook measures its own throughput and decides again), and the hours of each option."""
     options = []
     for folds in range(exported_folds, 0, -1):
-        for tta in ((True, False) if run.predict.swap_tta else (False,)):
-            options.append({"folds": folds, "swap_tta": tta, "hours": round(kaggle_hours(shape, run, folds, tta,
-                                                                                       rows), 2)})
+        for tta in (True, False) if run.predict.swap_tta else (False,):
+            options.append(
+                {"folds": folds, "swap_tta": tta, "hours": round(kaggle_hours(shape, run, folds, tta, rows), 2)}
+            )
     chosen = next((option for option in options if option["hours"] <= budget_hours), None)
-    return {"rows": rows, "gpus": "2 x T4", "budget_hours": budget_hours, "options": options, "chosen": chosen,
-            "assumption": f"{T4_PREDICT_EFFICIENCY:.0%} of the T4's {GPU_CLASSES[16].dense_tflops:.0f} TFLOP/s, "
-                          f"{competition_mean_tokens(run.model.max_length):.0f} real tokens a row"}
+    return {
+        "rows": rows,
+        "gpus": "2 x T4",
+        "budget_hours": budget_hours,
+        "options": options,
+        "chosen": chosen,
+        "assumption": f"{T4_PREDICT_EFFICIENCY:.0%} of the T4's {GPU_CLASSES[16].dense_tflops:.0f} TFLOP/s, "
+        f"{competition_mean_tokens(run.model.max_length):.0f} real tokens a row",
+    }

@@ -37,8 +37,9 @@ def batched_probabilities(
     use_autocast = dtype != torch.float32
     started, done = time.perf_counter(), 0
     with torch.inference_mode():
-        for batch in tqdm(batches, desc=desc, unit="batch", file=sys.stderr,
-                          mininterval=1.0 if sys.stderr.isatty() else 15.0):
+        for batch in tqdm(
+            batches, desc=desc, unit="batch", file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 15.0
+        ):
             ids, mask = pad_batch([input_ids[i] for i in batch], pad_id)
             with torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
                 logits = logits_of(ids.to(device), mask.to(device))
@@ -68,6 +69,15 @@ def predict_probabilities(
 
         head = ClassifierHead()
     model.eval()
-    probs = batched_probabilities(lambda ids, mask: {"model": head.class_logits(model, ids, mask)}, ["model"],
-                                  input_ids, device, dtype, pad_id, tokens_per_batch, max_batch_rows, desc)
+    probs = batched_probabilities(
+        lambda ids, mask: {"model": head.class_logits(model, ids, mask)},
+        ["model"],
+        input_ids,
+        device,
+        dtype,
+        pad_id,
+        tokens_per_batch,
+        max_batch_rows,
+        desc,
+    )
     return probs["model"]

@@ -72,8 +72,9 @@ _LENGTH_COLUMNS = (*(f"{c}_chars" for c in TEXT_COLUMNS), "n_turns")
 
 
 def _with_lengths(table: pl.DataFrame) -> pl.DataFrame:
-    chars = {f"{c}_chars": pl.col(c).list.eval(pl.element().str.len_chars()).list.sum().cast(pl.Int64)
-             for c in TEXT_COLUMNS}
+    chars = {
+        f"{c}_chars": pl.col(c).list.eval(pl.element().str.len_chars()).list.sum().cast(pl.Int64) for c in TEXT_COLUMNS
+    }
     return table.with_columns(**chars, n_turns=pl.col("prompt").list.len().cast(pl.Int64))
 
 
@@ -102,7 +103,8 @@ def _repeats(table: pl.DataFrame, among: pl.Expr) -> np.ndarray:
     if candidates.height:
         firsts = (
             flagged.filter(pl.col("among") & pl.col("key").is_in(candidates["key"].implode()))
-            .group_by("key").agg(pl.col("row").min().alias("first"))
+            .group_by("key")
+            .agg(pl.col("row").min().alias("first"))
         )
         rows = table.select(*TEXT_COLUMNS, "label")
         for row, first in candidates.join(firsts, on="key").select("row", "first").iter_rows():
@@ -118,12 +120,12 @@ def preprocess_train(path: str | Path, n_folds: int, seed: int) -> tuple[pl.Data
     labels = parse_labels(frame, ids, file)
     texts = parse_text_columns(frame, TEXT_COLUMNS, ids, file)
 
-    table = pl.DataFrame({"id": pl.Series(ids, dtype=pl.Int64), **texts,
-                          "label": pl.Series(labels, dtype=pl.Int64)})
+    table = pl.DataFrame({"id": pl.Series(ids, dtype=pl.Int64), **texts, "label": pl.Series(labels, dtype=pl.Int64)})
     table = table.with_columns(reason=_drop_reason(TEXT_COLUMNS))
     table = table.with_columns(
         reason=pl.when(pl.Series(_repeats(table, pl.col("reason").is_null())))
-        .then(pl.lit("duplicate")).otherwise(pl.col("reason"))
+        .then(pl.lit("duplicate"))
+        .otherwise(pl.col("reason"))
     )
     for reason, dropped in table.filter(pl.col("reason").is_not_null()).group_by("reason", maintain_order=True):
         report.drop_many(reason[0], dropped["id"].to_list())
@@ -137,8 +139,9 @@ def preprocess_train(path: str | Path, n_folds: int, seed: int) -> tuple[pl.Data
         folds = assign_folds(kept["label"].to_numpy(), groups, n_folds, seed)
     except ValueError as err:
         raise DataError(file, f"cannot assign folds: {err}") from None
-    kept = _with_lengths(kept).with_columns(group=pl.Series(groups, dtype=pl.Int64),
-                                            fold=pl.Series(folds, dtype=pl.Int64))
+    kept = _with_lengths(kept).with_columns(
+        group=pl.Series(groups, dtype=pl.Int64), fold=pl.Series(folds, dtype=pl.Int64)
+    )
     return kept.select("id", *TEXT_COLUMNS, *_LENGTH_COLUMNS, "label", "group", "fold"), report
 
 

@@ -19,14 +19,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from arenapref import LABEL_COLUMNS  # noqa: E402
+from arenapref.evaluation import probabilities  # noqa: E402
 from arenapref.io import atomic_path, write_text_atomic  # noqa: E402
 from arenapref.metrics import log_loss  # noqa: E402
 
 CLASS_NAMES = ("A wins", "B wins", "tie")
-TABLE_STYLE = ("<style>table{border-collapse:collapse;font-family:sans-serif;font-size:14px}"
-               "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
-               "td:first-child,th:first-child{text-align:left}</style>")
+TABLE_STYLE = (
+    "<style>table{border-collapse:collapse;font-family:sans-serif;font-size:14px}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
+    "td:first-child,th:first-child{text-align:left}</style>"
+)
 
 
 def _save(fig, path: str | Path) -> None:
@@ -35,13 +37,9 @@ def _save(fig, path: str | Path) -> None:
     plt.close(fig)
 
 
-def _probs(frame: pl.DataFrame) -> np.ndarray:
-    return frame.select(LABEL_COLUMNS).to_numpy().astype(np.float64)
-
-
 def reliability_plot(oof: pl.DataFrame, path: str | Path, bins: int = 10) -> None:
     """Per class: mean predicted probability against the observed frequency, in equal-width bins."""
-    probs, labels = _probs(oof), oof["label"].to_numpy()
+    probs, labels = probabilities(oof), oof["label"].to_numpy()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
     edges = np.linspace(0, 1, bins + 1)
@@ -53,15 +51,20 @@ def reliability_plot(oof: pl.DataFrame, path: str | Path, bins: int = 10) -> Non
         sizes = [20 + 180 * (which == b).mean() for b in filled]
         ax.plot(predicted, observed, marker="o", linewidth=1.5, label=name)
         ax.scatter(predicted, observed, s=sizes, alpha=0.3)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted probability", ylabel="observed frequency",
-           title=f"Reliability of the out-of-fold predictions ({len(labels)} rows)")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="predicted probability",
+        ylabel="observed frequency",
+        title=f"Reliability of the out-of-fold predictions ({len(labels)} rows)",
+    )
     ax.legend(loc="upper left")
     _save(fig, path)
 
 
 def confusion_plot(oof: pl.DataFrame, path: str | Path) -> None:
     """Counts of true outcome against the most probable predicted outcome."""
-    predicted = _probs(oof).argmax(axis=1)
+    predicted = probabilities(oof).argmax(axis=1)
     labels = oof["label"].to_numpy()
     counts = np.zeros((3, 3), dtype=int)
     np.add.at(counts, (labels, predicted), 1)
@@ -70,17 +73,30 @@ def confusion_plot(oof: pl.DataFrame, path: str | Path) -> None:
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(3):
         for j in range(3):
-            ax.text(j, i, f"{counts[i, j]}\n({share[i, j]:.0%})", ha="center", va="center",
-                    color="white" if share[i, j] > 0.6 else "black")
-    ax.set(xticks=range(3), yticks=range(3), xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES,
-           xlabel="predicted (most probable)", ylabel="true", title="Confusion matrix (out-of-fold)")
+            ax.text(
+                j,
+                i,
+                f"{counts[i, j]}\n({share[i, j]:.0%})",
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.6 else "black",
+            )
+    ax.set(
+        xticks=range(3),
+        yticks=range(3),
+        xticklabels=CLASS_NAMES,
+        yticklabels=CLASS_NAMES,
+        xlabel="predicted (most probable)",
+        ylabel="true",
+        title="Confusion matrix (out-of-fold)",
+    )
     _save(fig, path)
 
 
 def per_fold_plot(metrics: dict, features_oof: pl.DataFrame, train: pl.DataFrame, path: str | Path) -> None:
     """Log loss per fold and overall: the model, the class prior and the features baseline."""
     train = train.sort("id")
-    features = _probs(features_oof.sort("id"))
+    features = probabilities(features_oof.sort("id"))
     labels, folds = train["label"].to_numpy(), train["fold"].to_numpy()
     names = sorted(metrics["per_fold"], key=int)
     model = [metrics["per_fold"][f]["log_loss"] for f in names] + [metrics["overall"]["log_loss"]]
@@ -89,12 +105,20 @@ def per_fold_plot(metrics: dict, features_oof: pl.DataFrame, train: pl.DataFrame
     baseline.append(metrics["features_baseline"]["log_loss"])
     x = np.arange(len(names) + 1)
     fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(x)), 4))
-    for offset, values, label in ((-0.27, model, "model"), (0, baseline, "features baseline"),
-                                  (0.27, prior, "class prior")):
+    for offset, values, label in (
+        (-0.27, model, "model"),
+        (0, baseline, "features baseline"),
+        (0.27, prior, "class prior"),
+    ):
         bars = ax.bar(x + offset, values, width=0.27, label=label)
         ax.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
-    ax.set(xticks=x, xticklabels=[f"fold {f}" for f in names] + ["overall"], ylabel="log loss (lower is better)",
-           title="Out-of-fold log loss per fold", ylim=(0, max(model + prior + baseline) * 1.35))
+    ax.set(
+        xticks=x,
+        xticklabels=[f"fold {f}" for f in names] + ["overall"],
+        ylabel="log loss (lower is better)",
+        title="Out-of-fold log loss per fold",
+        ylim=(0, max(model + prior + baseline) * 1.35),
+    )
     ax.legend(loc="upper center", ncol=3, fontsize=8)
     _save(fig, path)
 
@@ -107,12 +131,15 @@ def training_curves_plot(train_logs: Sequence[dict], path: str | Path, window: i
         loss = np.array([h["loss"] for h in log["history"]])
         if len(loss) == 0:
             continue
-        line, = ax.plot(steps, loss, alpha=0.25, linewidth=0.8)
+        (line,) = ax.plot(steps, loss, alpha=0.25, linewidth=0.8)
         width = min(window, len(loss))
         smooth = np.convolve(loss, np.ones(width) / width, mode="valid")
         ax.plot(steps[width - 1 :], smooth, color=line.get_color(), linewidth=1.8, label=f"fold {log['fold']}")
-    ax.set(xlabel="optimizer step", ylabel="training loss",
-           title=f"Training loss per fold (thin: each step; thick: mean of {window} steps)")
+    ax.set(
+        xlabel="optimizer step",
+        ylabel="training loss",
+        title=f"Training loss per fold (thin: each step; thick: mean of {window} steps)",
+    )
     ax.legend()
     _save(fig, path)
 
@@ -125,8 +152,11 @@ def token_length_plot(oof: pl.DataFrame, max_length: int, path: str | Path) -> N
     upper = max(int(np.percentile(lengths, 99)), max_length) * 1.1
     ax.hist(np.clip(lengths, 0, upper), bins=50, color="#4c72b0")
     ax.axvline(max_length, color="#c44e52", linewidth=2, label=f"max_length {max_length}: {cut:.0%} of rows cut")
-    ax.set(xlabel="tokens per conversation before truncation (longer ones at the right edge)", ylabel="rows",
-           title=f"Input length ({len(lengths)} training rows; median {int(np.median(lengths))} tokens)")
+    ax.set(
+        xlabel="tokens per conversation before truncation (longer ones at the right edge)",
+        ylabel="rows",
+        title=f"Input length ({len(lengths)} training rows; median {int(np.median(lengths))} tokens)",
+    )
     ax.legend()
     _save(fig, path)
 
@@ -144,32 +174,43 @@ def _cell(value: object) -> str:
 
 
 def _page(title: str, *parts: str) -> str:
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{TABLE_STYLE}"
-            f"</head><body><h3>{html.escape(title)}</h3>{''.join(parts)}</body></html>\n")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{TABLE_STYLE}"
+        f"</head><body><h3>{html.escape(title)}</h3>{''.join(parts)}</body></html>\n"
+    )
 
 
 def scores_table(metrics: dict, path: str | Path) -> None:
     """Out-of-fold scores: per fold and overall, the references, swap TTA and each post-processing option."""
-    per_fold = [[f"fold {f}", m["rows"], m["log_loss"], m["accuracy"], m["prior_log_loss"]]
-                for f, m in sorted(metrics["per_fold"].items(), key=lambda item: int(item[0]))]
+    per_fold = [
+        [f"fold {f}", m["rows"], m["log_loss"], m["accuracy"], m["prior_log_loss"]]
+        for f, m in sorted(metrics["per_fold"].items(), key=lambda item: int(item[0]))
+    ]
     overall = metrics["overall"]
     per_fold.append(["overall", overall["rows"], overall["log_loss"], overall["accuracy"], overall["prior_log_loss"]])
     parts = [_table(["", "rows", "log loss", "accuracy", "class prior log loss"], per_fold)]
-    reference = [["model (out-of-fold)", overall["log_loss"]], ["class prior", overall["prior_log_loss"]],
-                 ["features baseline", metrics["features_baseline"]["log_loss"]]]
+    reference = [
+        ["model (out-of-fold)", overall["log_loss"]],
+        ["class prior", overall["prior_log_loss"]],
+        ["features baseline", metrics["features_baseline"]["log_loss"]],
+    ]
     if "swap_tta" in metrics:
         tta = metrics["swap_tta"]
-        reference += [["model, A/B order as given", tta["log_loss_direct"]],
-                      ["model, A/B swapped", tta["log_loss_swapped"]],
-                      ["model, both orders averaged (swap TTA)", tta["log_loss_averaged"]]]
+        reference += [
+            ["model, A/B order as given", tta["log_loss_direct"]],
+            ["model, A/B swapped", tta["log_loss_swapped"]],
+            ["model, both orders averaged (swap TTA)", tta["log_loss_averaged"]],
+        ]
     for name, value in metrics.get("postprocessing_cross_fitted", {}).items():
         reference.append([f"post-processing: {name} (cross-fitted)", value])
     parts += ["<h4>Against the references</h4>", _table(["", "log loss"], reference)]
     applied = metrics.get("postprocessing")
     if applied:
-        parts.append(f"<p>Applied to the submission: features blend weight "
-                     f"{_cell(applied.get('features_blend_weight'))or 'off'}, temperature "
-                     f"{_cell(applied.get('temperature')) or 'off'}.</p>")
+        parts.append(
+            f"<p>Applied to the submission: features blend weight "
+            f"{_cell(applied.get('features_blend_weight')) or 'off'}, temperature "
+            f"{_cell(applied.get('temperature')) or 'off'}.</p>"
+        )
     write_text_atomic(path, _page("Out-of-fold scores", *parts))
 
 
@@ -183,10 +224,14 @@ def data_table(data_report: dict, path: str | Path) -> None:
     parts = [_table(["", "file", "rows read", "rows kept", "rows dropped", "dropped, by reason"], rows)]
     labels = [[name, count] for name, count in data_report.get("label_counts", {}).items()]
     folds = [[f"fold {f}", n] for f, n in data_report.get("fold_rows", {}).items()]
-    parts += ["<h4>Labels (kept training rows)</h4>", _table(["winner", "rows"], labels),
-              "<h4>Folds (grouped by prompt)</h4>", _table(["", "rows"], folds),
-              f"<p>{data_report.get('prompt_groups', '?')} prompt groups; the largest has "
-              f"{data_report.get('largest_prompt_group', '?')} rows.</p>"]
+    parts += [
+        "<h4>Labels (kept training rows)</h4>",
+        _table(["winner", "rows"], labels),
+        "<h4>Folds (grouped by prompt)</h4>",
+        _table(["", "rows"], folds),
+        f"<p>{data_report.get('prompt_groups', '?')} prompt groups; the largest has "
+        f"{data_report.get('largest_prompt_group', '?')} rows.</p>",
+    ]
     write_text_atomic(path, _page("Data", *parts))
 
 

@@ -164,7 +164,10 @@ def _pair(rng: random.Random, kind: str) -> Pair:
         detailed_wins = rng.random() < DETAILED_WINS
         winner_is_a = detailed_on_a if detailed_wins else not detailed_on_a
         return _sided(
-            prompt, _detailed(rng, topic, fact), _short(rng, topic, fact), detailed_on_a,
+            prompt,
+            _detailed(rng, topic, fact),
+            _short(rng, topic, fact),
+            detailed_on_a,
             _label_for_winner(winner_is_a),
         )
     raise ValueError(f"unknown pair kind {kind!r}")
@@ -232,15 +235,22 @@ def train_rows(n_train: int, rng: random.Random) -> list[list[object]]:
     pairs = generate_pairs(n_pairs, rng)
     ids = _unique_ids(n_train, rng)
     rows = []
-    for row_id, pair in zip(ids, pairs):
+    for row_id, pair in zip(ids[:n_pairs], pairs, strict=True):
         model_a, model_b = rng.sample(MODELS, 2)
         one_hot = [int(pair.label == column) for column in LABEL_COLUMNS]
         rows.append(
-            [row_id, model_a, model_b, _json_list(pair.prompt, rng),
-             _json_list(pair.response_a, rng), _json_list(pair.response_b, rng), *one_hot]
+            [
+                row_id,
+                model_a,
+                model_b,
+                _json_list(pair.prompt, rng),
+                _json_list(pair.response_a, rng),
+                _json_list(pair.response_b, rng),
+                *one_hot,
+            ]
         )
     # Exact repeats under a new id: preprocessing drops them and counts them.
-    for row_id, source in zip(ids[n_pairs:], rng.sample(rows, n_duplicates)):
+    for row_id, source in zip(ids[n_pairs:], rng.sample(rows, n_duplicates), strict=False):
         rows.append([row_id, *source[1:]])
     # Rows whose response list is empty, as when a model returned nothing.
     for row_id in ids[n_pairs + n_duplicates :]:
@@ -257,7 +267,7 @@ def test_rows(n_test: int, rng: random.Random) -> list[list[object]]:
     ids = _unique_ids(n_test, rng)
     return [
         [row_id, _json_list(p.prompt, rng), _json_list(p.response_a, rng), _json_list(p.response_b, rng)]
-        for row_id, p in zip(ids, generate_pairs(n_test, rng))
+        for row_id, p in zip(ids, generate_pairs(n_test, rng), strict=True)
     ]
 
 

@@ -21,7 +21,7 @@ def average_folds(test_paths: Sequence[str | Path]) -> pl.DataFrame:
     if not frames:
         raise SubmissionError("no fold predictions to average")
     ids = frames[0]["id"]
-    for path, frame in zip(test_paths, frames):
+    for path, frame in zip(test_paths, frames, strict=True):
         if not frame["id"].equals(ids):
             raise SubmissionError(f"{path}: predicts a different set of test ids than {test_paths[0]}")
     stacked = np.stack([f.select(LABEL_COLUMNS).to_numpy() for f in frames])
@@ -47,7 +47,7 @@ def validate_submission(submission: pl.DataFrame, expected_ids: Sequence[int], t
         extra = sorted(set(ids) - set(expected_ids))
         if missing or extra:
             raise SubmissionError(f"ids differ from sample_submission: missing {missing[:10]}, unexpected {extra[:10]}")
-        first = next(i for i, (a, b) in enumerate(zip(ids, expected_ids)) if a != b)
+        first = next(i for i, (a, b) in enumerate(zip(ids, expected_ids, strict=False)) if a != b)
         raise SubmissionError(f"ids are not in sample_submission order (first difference at row {first + 2})")
     probs = submission.select(LABEL_COLUMNS).to_numpy().astype(np.float64)
     bad_rows = np.flatnonzero(~np.isfinite(probs).all(axis=1))
@@ -61,12 +61,16 @@ def validate_submission(submission: pl.DataFrame, expected_ids: Sequence[int], t
         raise SubmissionError(f"probabilities of id {ids[off_sum[0]]} sum to {probs[off_sum[0]].sum():.8f}, not 1")
 
 
-def postprocess(averaged: pl.DataFrame, postprocessing: Postprocessing, features_path: str | Path | None) -> pl.DataFrame:
+def postprocess(
+    averaged: pl.DataFrame, postprocessing: Postprocessing, features_path: str | Path | None
+) -> pl.DataFrame:
     """Apply the OOF-fitted blend and temperature to fold-averaged test probabilities."""
     feature_probs = None
     if postprocessing.features_blend_weight is not None:
         if features_path is None:
-            raise SubmissionError("the post-processing blends with the features baseline, but no features test predictions were given")
+            raise SubmissionError(
+                "the post-processing blends with the features baseline, but no features test predictions were given"
+            )
         features = pl.read_parquet(features_path).sort("id")
         if not features["id"].equals(averaged["id"]):
             raise SubmissionError(f"{features_path}: predicts a different set of test ids than the folds")
@@ -75,8 +79,12 @@ def postprocess(averaged: pl.DataFrame, postprocessing: Postprocessing, features
     return averaged.with_columns(**{c: probs[:, k] for k, c in enumerate(LABEL_COLUMNS)})
 
 
-def build_submission(test_paths: Sequence[str | Path], sample_submission: str | Path,
-                     postprocessing: Postprocessing | None = None, features_path: str | Path | None = None) -> pl.DataFrame:
+def build_submission(
+    test_paths: Sequence[str | Path],
+    sample_submission: str | Path,
+    postprocessing: Postprocessing | None = None,
+    features_path: str | Path | None = None,
+) -> pl.DataFrame:
     expected = sample_submission_ids(sample_submission)
     averaged = average_folds(test_paths)
     if postprocessing is not None:
@@ -84,8 +92,10 @@ def build_submission(test_paths: Sequence[str | Path], sample_submission: str | 
     unexpected = sorted(set(averaged["id"].to_list()) - set(expected))
     if unexpected:
         # Kaggle scores exactly sample_submission's ids: a test row outside it means mismatched files.
-        raise SubmissionError(f"{len(unexpected)} test.csv ids are not in {sample_submission}, "
-                              f"e.g. {unexpected[:10]}: are test.csv and sample_submission.csv from the same release?")
+        raise SubmissionError(
+            f"{len(unexpected)} test.csv ids are not in {sample_submission}, "
+            f"e.g. {unexpected[:10]}: are test.csv and sample_submission.csv from the same release?"
+        )
     order = pl.DataFrame({"id": pl.Series(expected, dtype=averaged["id"].dtype)})
     submission = order.join(averaged, on="id", how="left", maintain_order="left")
     missing = submission.filter(pl.col(LABEL_COLUMNS[0]).is_null())["id"].to_list()

@@ -82,8 +82,15 @@ class InputBuilder:
     reserved: int = 0  # tokens a head appends after the input (the sft head's label token)
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, max_length: int, shares=(0.2, 0.4, 0.4), instruction: str = "",
-                       question: str = "", reserved: int = 0) -> InputBuilder:
+    def from_tokenizer(
+        cls,
+        tokenizer,
+        max_length: int,
+        shares=(0.2, 0.4, 0.4),
+        instruction: str = "",
+        question: str = "",
+        reserved: int = 0,
+    ) -> InputBuilder:
         """`instruction` goes before the conversation and `question` after it (the sft head's prompt)."""
 
         def encode(text: str) -> tuple[int, ...]:
@@ -91,11 +98,20 @@ class InputBuilder:
 
         prefix = (tokenizer.bos_token_id,) if tokenizer.bos_token_id is not None else ()
         headers = {name: encode(text) for name, text in HEADERS.items()}
-        builder = cls(prefix + encode(instruction), headers, encode(TURN_SEPARATOR), max_length, tuple(shares),
-                      encode(question), reserved)
+        builder = cls(
+            prefix + encode(instruction),
+            headers,
+            encode(TURN_SEPARATOR),
+            max_length,
+            tuple(shares),
+            encode(question),
+            reserved,
+        )
         if builder.text_budget < 3 * 8:
-            raise ValueError(f"max_length={max_length} leaves {builder.text_budget} tokens for the conversation after "
-                             f"the markers and instructions ({max_length - builder.text_budget} tokens); raise it")
+            raise ValueError(
+                f"max_length={max_length} leaves {builder.text_budget} tokens for the conversation after "
+                f"the markers and instructions ({max_length - builder.text_budget} tokens); raise it"
+            )
         return builder
 
     @property
@@ -113,7 +129,7 @@ class InputBuilder:
         lengths = [segment_length(segments[name], self.separator) for name in SEGMENTS]
         budgets = allocate_budget(lengths, self.shares, self.text_budget)
         ids = list(self.prefix)
-        for name, budget in zip(SEGMENTS, budgets):
+        for name, budget in zip(SEGMENTS, budgets, strict=True):
             ids.extend(self.headers[name])
             ids.extend(fit_turns(segments[name], self.separator, budget))
         ids.extend(self.suffix)
@@ -125,8 +141,9 @@ def encode_conversations(tokenizer, rows: dict[str, Sequence[Sequence[str]]], bu
     return encode_with_lengths(tokenizer, rows, builder)[0]
 
 
-def encode_with_lengths(tokenizer, rows: dict[str, Sequence[Sequence[str]]],
-                        builder: InputBuilder) -> tuple[list[list[int]], list[int]]:
+def encode_with_lengths(
+    tokenizer, rows: dict[str, Sequence[Sequence[str]]], builder: InputBuilder
+) -> tuple[list[list[int]], list[int]]:
     """Tokenize every turn of every row in one batched call, then assemble each row's input ids;
     also each row's length before truncation (for the token-length report).
 

@@ -31,24 +31,55 @@ from arenapref.errors import KaggleError
 
 # What predict.py imports: arenapref.export and the modules it imports at load or prediction time.
 # scipy and scikit-learn are imported by arenapref.ensemble / arenapref.features, which export imports.
-PREDICT_ROOTS = ("transformers", "peft", "bitsandbytes", "polars", "numpy", "jsonschema", "pyyaml", "tqdm",
-                 "safetensors", "tokenizers", "scipy", "scikit-learn")
+PREDICT_ROOTS = (
+    "transformers",
+    "peft",
+    "bitsandbytes",
+    "polars",
+    "numpy",
+    "jsonschema",
+    "pyyaml",
+    "tqdm",
+    "safetensors",
+    "tokenizers",
+    "scipy",
+    "scikit-learn",
+)
 # Only the "sft" model head imports trl (arenapref.heads.SftHead); it pulls in datasets, pandas, pyarrow.
 SFT_ROOTS = ("trl",)
 
 # Torch's dependencies on Kaggle's CUDA build. The torch installed here may be the CPU build, whose
 # metadata lacks triton and the nvidia-* runtime libraries, so those are named explicitly.
-_TORCH_AND_CUDA_DEPS = ("torch", "triton", "nvidia-*", "filelock", "typing-extensions", "sympy", "mpmath",
-                      "networkx", "jinja2", "markupsafe", "fsspec", "setuptools")
+_TORCH_AND_CUDA_DEPS = (
+    "torch",
+    "triton",
+    "nvidia-*",
+    "filelock",
+    "typing-extensions",
+    "sympy",
+    "mpmath",
+    "networkx",
+    "jinja2",
+    "markupsafe",
+    "fsspec",
+    "setuptools",
+)
 
 # Kaggle's image is Ubuntu 22.04 (glibc 2.35): every manylinux tag up to that, newest first, so pip
 # takes the best wheel a package offers; pure-Python (py3-none-any) wheels need no platform tag.
-DEFAULT_PLATFORMS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(35, 16, -1)),
-                     "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64")
+DEFAULT_PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(35, 16, -1)),
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+)
 
 REQUIREMENTS_FILE = "requirements.txt"
-_CONNECTION_ERROR = re.compile(r"NewConnectionError|ConnectTimeout|Max retries exceeded|Temporary failure in name "
-                               r"resolution|Network is unreachable|Connection refused|ConnectionError", re.IGNORECASE)
+_CONNECTION_ERROR = re.compile(
+    r"NewConnectionError|ConnectTimeout|Max retries exceeded|Temporary failure in name "
+    r"resolution|Network is unreachable|Connection refused|ConnectionError",
+    re.IGNORECASE,
+)
 
 
 def normalize(name: str) -> str:
@@ -82,8 +113,9 @@ def target_environment(python_version: str = "3.11") -> dict[str, str]:
     }
 
 
-def requirement_applies(requirement: str | Requirement, python_version: str = "3.11",
-                        extras: Iterable[str] = ()) -> bool:
+def requirement_applies(
+    requirement: str | Requirement, python_version: str = "3.11", extras: Iterable[str] = ()
+) -> bool:
     """Whether pip would install this Requires-Dist line on the target, with only `extras` requested.
 
     A marker naming `extra` is evaluated the way pip does (extra "" unless requested), so optional
@@ -111,8 +143,9 @@ def _excluded(name: str, exclude: Collection[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, normalize(pattern)) for pattern in exclude)
 
 
-def requirement_closure(roots: Iterable[str], exclude: Collection[str] = (),
-                        python_version: str = "3.11") -> dict[str, str]:
+def requirement_closure(
+    roots: Iterable[str], exclude: Collection[str] = (), python_version: str = "3.11"
+) -> dict[str, str]:
     """Normalised name -> installed version of `roots` and everything they require on the target.
 
     `exclude` holds names or fnmatch patterns ('nvidia-*'); an excluded package's own requirements
@@ -130,12 +163,16 @@ def requirement_closure(roots: Iterable[str], exclude: Collection[str] = (),
             continue
         dist = installed.get(name)
         if dist is None:
-            raise KaggleError(f"{name} (required by {wanted_by}) is not installed here; "
-                              "install requirements.txt so its pin can be exported")
+            raise KaggleError(
+                f"{name} (required by {wanted_by}) is not installed here; "
+                "install requirements.txt so its pin can be exported"
+            )
         version = dist.version
         if req.specifier and not req.specifier.contains(version, prereleases=True):
-            raise KaggleError(f"{name} {version} is installed but {wanted_by} requires {name}{req.specifier}; "
-                              "reinstall requirements.txt")
+            raise KaggleError(
+                f"{name} {version} is installed but {wanted_by} requires {name}{req.specifier}; "
+                "reinstall requirements.txt"
+            )
         closure[name] = version
         key = (name, frozenset(normalize(extra) for extra in req.extras))
         if key in seen:
@@ -169,7 +206,8 @@ def target_tags(python_version: str = "3.11", platforms: Iterable[str] = DEFAULT
     abi = f"cp{version[0]}{version[1]}"
     platforms = list(platforms)
     return set(cpython_tags(version, abis=[abi], platforms=platforms)) | set(
-        compatible_tags(version, interpreter=abi, platforms=platforms))
+        compatible_tags(version, interpreter=abi, platforms=platforms)
+    )
 
 
 def _wheels_in(dest: Path, tags: set[Tag]) -> dict[tuple[str, Version], list[Path]]:
@@ -189,8 +227,13 @@ def _pip_tail(output: str, lines: int = 4) -> str:
     return " | ".join(kept[-lines:]) or "(no output)"
 
 
-def download_wheels(requirements: dict[str, str], dest: Path, python_version: str = "3.11",
-                    platforms: Iterable[str] = DEFAULT_PLATFORMS, index_args: list[str] | None = None) -> Path:
+def download_wheels(
+    requirements: dict[str, str],
+    dest: Path,
+    python_version: str = "3.11",
+    platforms: Iterable[str] = DEFAULT_PLATFORMS,
+    index_args: list[str] | None = None,
+) -> Path:
     """Put exactly one wheel per `name==version` for the target into `dest`, plus dest/requirements.txt.
 
     Wheels already in `dest` are kept and not fetched again, so a rerun needs no network; any other
@@ -211,16 +254,34 @@ def download_wheels(requirements: dict[str, str], dest: Path, python_version: st
     missing = sorted(f"{name}=={pins[name]}" for name, version in wanted if (name, version) not in present)
     if missing:
         major, minor = _full_version(python_version).split(".")[:2]
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--python-version", f"{major}.{minor}", "--implementation", "cp", "--abi", f"cp{major}{minor}",
-                   *(arg for platform in platforms for arg in ("--platform", platform)),
-                   "--dest", str(dest), "--progress-bar", "off", *(index_args or []), *missing]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            f"{major}.{minor}",
+            "--implementation",
+            "cp",
+            "--abi",
+            f"cp{major}{minor}",
+            *(arg for platform in platforms for arg in ("--platform", platform)),
+            "--dest",
+            str(dest),
+            "--progress-bar",
+            "off",
+            *(index_args or []),
+            *missing,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             output = result.stdout + result.stderr
             why = "could not reach the package index" if _CONNECTION_ERROR.search(output) else "failed"
-            raise KaggleError(f"pip download of {len(missing)} wheels for Python {major}.{minor} {why}: "
-                              f"{_pip_tail(output)}")
+            raise KaggleError(
+                f"pip download of {len(missing)} wheels for Python {major}.{minor} {why}: {_pip_tail(output)}"
+            )
     landed = _wheels_in(dest, tags)
     absent = sorted(f"{name}=={pins[name]}" for name, version in wanted if not landed.get((name, version)))
     if absent:
@@ -231,15 +292,27 @@ def download_wheels(requirements: dict[str, str], dest: Path, python_version: st
     lines = [f"{name}=={version}" for name, version in sorted(pins.items())]
     (dest / REQUIREMENTS_FILE).write_text(
         "# Installed offline by the Kaggle notebook (arenapref.wheels.install_command); torch comes from the image.\n"
-        + "\n".join(lines) + "\n", encoding="utf-8")
+        + "\n".join(lines)
+        + "\n",
+        encoding="utf-8",
+    )
     return dest
 
 
 def install_command(wheels_dir: str | os.PathLike[str] = "wheels", python: str = "python") -> list[str]:
     """The argv the notebook runs before predict.py: install the wheels with no index at all."""
     wheels = os.fspath(wheels_dir)
-    return [python, "-m", "pip", "install", "--no-index", "--find-links", wheels,
-            "-r", os.path.join(wheels, REQUIREMENTS_FILE)]
+    return [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--find-links",
+        wheels,
+        "-r",
+        os.path.join(wheels, REQUIREMENTS_FILE),
+    ]
 
 
 def roots_for_head(head: str) -> tuple[str, ...]:
@@ -249,8 +322,7 @@ def roots_for_head(head: str) -> tuple[str, ...]:
     return PREDICT_ROOTS + (SFT_ROOTS if head == "sft" else ())
 
 
-def wheels_for_export(dest: Path, head: str, python_version: str = "3.11",
-                      index_args: list[str] | None = None) -> dict:
+def wheels_for_export(dest: Path, head: str, python_version: str = "3.11", index_args: list[str] | None = None) -> dict:
     """Download the wheels predict.py needs for `head` into `dest`; return the export manifest's summary."""
     pins = requirement_closure(roots_for_head(head), exclude=TORCH_PROVIDED, python_version=python_version)
     dest = download_wheels(pins, Path(dest), python_version=python_version, index_args=index_args)

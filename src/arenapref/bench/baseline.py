@@ -75,8 +75,9 @@ def _arguments(out_dir: str, device: torch.device, dtype: torch.dtype, **overrid
     )
 
 
-def trainer_predict(model, tokenizer, input_ids: Sequence[Sequence[int]], device: torch.device,
-                    dtype: torch.dtype, batch_size: int = 8) -> tuple[np.ndarray, float, TokenCount]:
+def trainer_predict(
+    model, tokenizer, input_ids: Sequence[Sequence[int]], device: torch.device, dtype: torch.dtype, batch_size: int = 8
+) -> tuple[np.ndarray, float, TokenCount]:
     """Probabilities, seconds and token counts of Trainer.predict with batch 8 in dataset order."""
     from transformers import Trainer
 
@@ -91,16 +92,29 @@ def trainer_predict(model, tokenizer, input_ids: Sequence[Sequence[int]], device
     return torch.softmax(logits, dim=-1).numpy(), seconds, collator.count
 
 
-def trainer_train(model, tokenizer, input_ids: Sequence[Sequence[int]], labels: Sequence[int], steps: int,
-                  learning_rate: float, warmup_ratio: float, seed: int, device: torch.device,
-                  dtype: torch.dtype, batch_size: int = 4, grad_accum: int = 4) -> tuple[float, TokenCount]:
+def trainer_train(
+    model,
+    tokenizer,
+    input_ids: Sequence[Sequence[int]],
+    labels: Sequence[int],
+    steps: int,
+    learning_rate: float,
+    warmup_ratio: float,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch_size: int = 4,
+    grad_accum: int = 4,
+) -> tuple[float, TokenCount]:
     """Train `model` in place for `steps` optimizer steps the notebook's way; seconds and token counts."""
     from transformers import Trainer
 
     collator = CountingCollator(tokenizer)
     with tempfile.TemporaryDirectory() as out_dir:
         args = _arguments(
-            out_dir, device, dtype,
+            out_dir,
+            device,
+            dtype,
             per_device_train_batch_size=batch_size,
             gradient_accumulation_steps=grad_accum,
             max_steps=steps,
@@ -110,8 +124,7 @@ def trainer_train(model, tokenizer, input_ids: Sequence[Sequence[int]], labels: 
             optim="adamw_torch",
             seed=seed,
         )
-        trainer = Trainer(model=model, args=args, train_dataset=RowsDataset(input_ids, labels),
-                          data_collator=collator)
+        trainer = Trainer(model=model, args=args, train_dataset=RowsDataset(input_ids, labels), data_collator=collator)
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start

@@ -23,8 +23,9 @@ def random_adapters(checkpoint: Path, run: RunConfig, names, out_dir: Path) -> d
     adapters = {}
     for seed, name in enumerate(names):
         torch.manual_seed(seed)
-        model = attach_new_adapter(load_base_model(checkpoint, run.model, torch.device("cpu"), torch.float32, 0),
-                                   run.model)
+        model = attach_new_adapter(
+            load_base_model(checkpoint, run.model, torch.device("cpu"), torch.float32, 0), run.model
+        )
         with torch.no_grad():
             for parameter in (p for p in model.parameters() if p.requires_grad):
                 parameter.normal_(0, 0.1)
@@ -43,36 +44,47 @@ def bench_shared_folds(checkpoint: Path, run: RunConfig, rt, input_ids: list[lis
         one_at_a_time = {}
         for name, path in adapters.items():
             model = load_trained_adapter(load_base_model(checkpoint, run.model, device, rt.dtype, pad), path)
-            one_at_a_time[name] = predict_probabilities(model, input_ids, device, dtype, pad, *batch, desc=name,
-                                                        head=rt.head)
+            one_at_a_time[name] = predict_probabilities(
+                model, input_ids, device, dtype, pad, *batch, desc=name, head=rt.head
+            )
             del model
         separate = time.perf_counter() - started
         started = time.perf_counter()
         model = load_fold_adapters(load_base_model(checkpoint, run.model, device, rt.dtype, pad), adapters)
         split = first_adapted_layer(adapters, model.config.num_hidden_layers)
-        shared = predict_folds(model, list(adapters), input_ids, device, dtype, pad, *batch, rt.head, split,
-                               desc="shared")
+        shared = predict_folds(
+            model, list(adapters), input_ids, device, dtype, pad, *batch, rt.head, split, desc="shared"
+        )
         together = time.perf_counter() - started
     difference = max(float(np.abs(shared[name] - one_at_a_time[name]).max()) for name in adapters)
     layers = model.config.num_hidden_layers
-    return {"folds": folds, "rows": len(input_ids), "tokens": sum(len(x) for x in input_ids),
-            "dtype": dtype_name(dtype), "layers": layers, "shared_layers": split,
-            "seconds_one_at_a_time": round(separate, 2), "seconds_shared": round(together, 2),
-            "speedup": round(separate / together, 3), "expected_speedup": round(folds / (split / layers + folds *
-                                                                                         (1 - split / layers)), 3),
-            "max_probability_difference": difference}
+    return {
+        "folds": folds,
+        "rows": len(input_ids),
+        "tokens": sum(len(x) for x in input_ids),
+        "dtype": dtype_name(dtype),
+        "layers": layers,
+        "shared_layers": split,
+        "seconds_one_at_a_time": round(separate, 2),
+        "seconds_shared": round(together, 2),
+        "speedup": round(separate / together, 3),
+        "expected_speedup": round(folds / (split / layers + folds * (1 - split / layers)), 3),
+        "max_probability_difference": difference,
+    }
 
 
 def shared_folds_table(result: dict) -> str:
-    return "\n".join([
-        f"{result['folds']} folds over {result['rows']} rows ({result['tokens']:,} tokens) in {result['dtype']}; "
-        f"layers 0-{result['shared_layers'] - 1} of {result['layers']} shared.",
-        "",
-        "| way | seconds | speedup | expected from the layers |",
-        "| --- | ---: | ---: | ---: |",
-        f"| one fold at a time (base model loaded per fold) | {result['seconds_one_at_a_time']} | 1.00 | |",
-        f"| all folds on one model, lower layers once per batch | {result['seconds_shared']} "
-        f"| {result['speedup']:.2f} | {result['expected_speedup']:.2f} |",
-        "",
-        f"Largest probability difference between the two ways: {result['max_probability_difference']:.1e}.",
-    ])
+    return "\n".join(
+        [
+            f"{result['folds']} folds over {result['rows']} rows ({result['tokens']:,} tokens) in {result['dtype']}; "
+            f"layers 0-{result['shared_layers'] - 1} of {result['layers']} shared.",
+            "",
+            "| way | seconds | speedup | expected from the layers |",
+            "| --- | ---: | ---: | ---: |",
+            f"| one fold at a time (base model loaded per fold) | {result['seconds_one_at_a_time']} | 1.00 | |",
+            f"| all folds on one model, lower layers once per batch | {result['seconds_shared']} "
+            f"| {result['speedup']:.2f} | {result['expected_speedup']:.2f} |",
+            "",
+            f"Largest probability difference between the two ways: {result['max_probability_difference']:.1e}.",
+        ]
+    )

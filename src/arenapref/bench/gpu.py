@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
-from arenapref.bench.gpu_check import random_checkpoint
 from arenapref.bench.hardware import matmul_rate
+from arenapref.bench.inference import bench_inference, original_dtype
+from arenapref.bench.random_model import random_checkpoint
 from arenapref.config import RunConfig
 from arenapref.plan import KNOWN_SHAPES
 
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 
 
 def bench_llama8b_shapes(rt, input_ids: list[list[int]], run: RunConfig, shape: dict = LLAMA_31_8B_SHAPE) -> dict:
-    from arenapref.bench.suite import bench_inference, original_dtype
     from arenapref.modeling import attach_new_adapter, dtype_name, load_base_model
 
     ceilings = {dtype_name(d): matmul_rate(rt.device, d) for d in {rt.dtype, rt.predict_dtype, original_dtype(rt)}}
@@ -34,8 +34,9 @@ def bench_llama8b_shapes(rt, input_ids: list[list[int]], run: RunConfig, shape: 
             settings = dataclasses.replace(run.model, quantization="none" if mode == "bf16" else mode)
             try:
                 torch.manual_seed(run.train.seed)
-                model = attach_new_adapter(load_base_model(checkpoint, settings, rt.device, rt.dtype,
-                                                                rt.tokenizer.pad_token_id), settings)
+                model = attach_new_adapter(
+                    load_base_model(checkpoint, settings, rt.device, rt.dtype, rt.tokenizer.pad_token_id), settings
+                )
                 model.eval()
                 results[mode] = bench_inference(model, rt, run, input_ids, ceilings)
             except (RuntimeError, ImportError, ValueError) as err:  # out of memory, a missing kernel

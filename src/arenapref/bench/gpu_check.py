@@ -14,12 +14,9 @@ On a CPU (the tests) the same code runs with a tiny shape and no quantization.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import logging
-import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +26,7 @@ import torch
 
 from arenapref.bench.hardware import forward_flops, matmul_rate, non_embedding_parameters
 from arenapref.bench.memory import measure_inference_batch, measure_training_step
+from arenapref.bench.random_model import PAD_ID, random_checkpoint, release_memory
 from arenapref.config import RunConfig
 from arenapref.heads import ClassifierHead
 from arenapref.modeling import (
@@ -40,39 +38,16 @@ from arenapref.modeling import (
     needs_grad_scaler,
 )
 from arenapref.plan import GIB, Arithmetic, ModelShape, inference_memory, training_memory
+from arenapref.workflow import run_workflow
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[3]
-PAD_ID = 0
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _release(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def random_checkpoint(out_dir: Path, shape: dict, device: torch.device) -> Path:
-    """Random weights of `shape`, saved in bf16 (built on the device: an 8B model in seconds)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            model = LlamaForCausalLM(LlamaConfig(**shape, pad_token_id=PAD_ID, tie_word_embeddings=False))
-    finally:
-        torch.set_default_dtype(previous)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    del model
-    _release(device)
-    return out_dir
 
 
 def _batch(rows: int, length: int, vocab: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -84,15 +59,24 @@ def _batch(rows: int, length: int, vocab: int, seed: int = 0) -> dict[str, torch
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.arange(rows) % 3}
 
 
-def training_case(checkpoint: Path, shape: ModelShape, run: RunConfig, device: torch.device, dtype: torch.dtype,
-                  checkpointing: bool, rows: int, length: int, steps: int) -> dict:
+def training_case(
+    checkpoint: Path,
+    shape: ModelShape,
+    run: RunConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+    checkpointing: bool,
+    rows: int,
+    length: int,
+    steps: int,
+) -> dict:
     """Peak memory of a step against the plan, and real tokens/s over `steps` more steps."""
     from arenapref.training import make_optimizer
 
     torch.manual_seed(0)
     model = attach_new_adapter(load_base_model(checkpoint, run.model, device, dtype, PAD_ID), run.model)
     if checkpointing:
-        enable_gradient_checkpointing(model, lora_layer_indices(shape.layers, run.model.lora_layers))
+        enable_gradient_checkpointing(model, lora_layer_indices(shape.layers, run.model.lora.layers))
     trainable = [p for p in model.parameters() if p.requires_grad]
     for p in trainable:
         p.data = p.data.float()
@@ -117,21 +101,27 @@ def training_case(checkpoint: Path, shape: ModelShape, run: RunConfig, device: t
     planned = training_memory(shape, run, arith, checkpointing, rows, length)
     real_tokens = int(batch["attention_mask"].sum()) * steps
     result = {
-        "dtype": dtype_name(dtype), "gradient_checkpointing": checkpointing, "rows": rows, "length": length,
-        "measured_peak_gib": round(measured["peak"] / GIB, 3), "planned_peak_gib": round(planned["peak"] / GIB, 3),
+        "dtype": dtype_name(dtype),
+        "gradient_checkpointing": checkpointing,
+        "rows": rows,
+        "length": length,
+        "measured_peak_gib": round(measured["peak"] / GIB, 3),
+        "planned_peak_gib": round(planned["peak"] / GIB, 3),
         "planned_over_measured": round(planned["peak"] / measured["peak"], 3),
         "saved_activations_gib": round(measured["saved_activations"] / GIB, 3),
-        "tokens_per_second": round(real_tokens / seconds, 1), "final_loss": round(float(loss.detach()), 4),
+        "tokens_per_second": round(real_tokens / seconds, 1),
+        "final_loss": round(float(loss.detach()), 4),
     }
     if scaler.is_enabled():
         result["loss_scale"] = scaler.get_scale()
     del model, optimizer, loss
-    _release(device)
+    release_memory(device)
     return result
 
 
-def inference_case(checkpoint: Path, shape: ModelShape, run: RunConfig, device: torch.device, dtype: torch.dtype,
-                   batches: int) -> dict:
+def inference_case(
+    checkpoint: Path, shape: ModelShape, run: RunConfig, device: torch.device, dtype: torch.dtype, batches: int
+) -> dict:
     """Peak memory of a full batch against the plan; tokens/s and the fraction of the matmul rate."""
     length = run.model.max_length
     rows = max(1, min(run.predict.max_batch_rows, run.predict.tokens_per_batch // length))
@@ -151,19 +141,27 @@ def inference_case(checkpoint: Path, shape: ModelShape, run: RunConfig, device: 
     lengths = mask.sum(dim=1).tolist() * batches
     flops = forward_flops(lengths, non_embedding_parameters(model), shape.layers, shape.heads * shape.head_dim)
     # The padded tokens are computed too: the rate the hardware ran at counts them.
-    computed = forward_flops([length] * rows * batches, non_embedding_parameters(model), shape.layers,
-                             shape.heads * shape.head_dim)
-    ceiling = matmul_rate(device, dtype, size=4096 if device.type == "cuda" else 1024,
-                          seconds=2.0 if device.type == "cuda" else 0.3)
+    computed = forward_flops(
+        [length] * rows * batches, non_embedding_parameters(model), shape.layers, shape.heads * shape.head_dim
+    )
+    ceiling = matmul_rate(
+        device, dtype, size=4096 if device.type == "cuda" else 1024, seconds=2.0 if device.type == "cuda" else 0.3
+    )
     planned = inference_memory(shape, run, Arithmetic(device.type, dtype.itemsize, run.model.quantization))["peak"]
     del model
-    _release(device)
-    return {"dtype": dtype_name(dtype), "rows": rows, "length": length,
-            "measured_peak_gib": round(peak / GIB, 3), "planned_peak_gib": round(planned / GIB, 3),
-            "planned_over_measured": round(planned / peak, 3),
-            "tokens_per_second": round(sum(lengths) / seconds, 1),
-            "fraction_of_matmul_rate": round(computed / seconds / ceiling, 3),
-            "real_flop_per_second": round(flops / seconds / 1e12, 2), "matmul_tflops": round(ceiling / 1e12, 1)}
+    release_memory(device)
+    return {
+        "dtype": dtype_name(dtype),
+        "rows": rows,
+        "length": length,
+        "measured_peak_gib": round(peak / GIB, 3),
+        "planned_peak_gib": round(planned / GIB, 3),
+        "planned_over_measured": round(planned / peak, 3),
+        "tokens_per_second": round(sum(lengths) / seconds, 1),
+        "fraction_of_matmul_rate": round(computed / seconds / ceiling, 3),
+        "real_flop_per_second": round(flops / seconds / 1e12, 2),
+        "matmul_tflops": round(ceiling / 1e12, 1),
+    }
 
 
 def pipeline_case(out_dir: Path, device: str) -> dict:
@@ -176,23 +174,27 @@ def pipeline_case(out_dir: Path, device: str) -> dict:
 
     checkpoint = build_tiny_llama(out_dir / "tiny-llama")
     workdir = out_dir / "pipeline"
-    (workdir / "config").mkdir(parents=True)
-    config = {"model": {"checkpoint": str(checkpoint), "max_length": 128, "quantization": "none"},
-              "data": {"sample": {"n_train": 60, "n_test": 10}}, "folds": {"n": 2},
-              "train": {"epochs": 1, "optimizer": "adamw", "chunk_size": 16}, "device": device}
-    (workdir / "config" / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    config = {
+        "model": {"checkpoint": str(checkpoint), "max_length": 128, "quantization": "none"},
+        "data": {"sample": {"n_train": 60, "n_test": 10}},
+        "folds": {"n": 2},
+        "train": {"epochs": 1, "optimizer": "adamw", "chunk_size": 16},
+        "device": device,
+    }
     started = time.perf_counter()
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "results/submission.csv", "results/metrics.json", "--cores", "2", "--resources", "gpu=1"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    done = run_workflow(
+        workdir, config, ["results/submission.csv", "results/metrics.json"], cores=2, check=False, timeout=900
+    )
     result = {"returncode": done.returncode, "seconds": round(time.perf_counter() - started, 1)}
     if done.returncode != 0:
         return result | {"error": done.stderr[-2000:]}
     metrics = json.loads((workdir / "results" / "metrics.json").read_text())
     train_log = json.loads((workdir / "results" / "folds" / "fold0" / "train_log.json").read_text())
-    return result | {"oof_log_loss": metrics["overall"]["log_loss"], "runtime": train_log["runtime"],
-                     "memory_gib": train_log.get("memory_gib")}
+    return result | {
+        "oof_log_loss": metrics["overall"]["log_loss"],
+        "runtime": train_log["runtime"],
+        "memory_gib": train_log.get("memory_gib"),
+    }
 
 
 def _importable(name: str) -> bool:
@@ -205,28 +207,51 @@ def machine(device: torch.device) -> dict:
     import peft
     import transformers
 
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "transformers": transformers.__version__, "peft": peft.__version__, "device": str(device)}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "device": str(device),
+    }
     if _importable("bitsandbytes"):
         import bitsandbytes
 
         info["bitsandbytes"] = bitsandbytes.__version__
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
-        info |= {"gpu": properties.name, "memory_gib": round(properties.total_memory / GIB, 1),
-                 "capability": ".".join(map(str, torch.cuda.get_device_capability(device)))}
+        info |= {
+            "gpu": properties.name,
+            "memory_gib": round(properties.total_memory / GIB, 1),
+            "capability": ".".join(map(str, torch.cuda.get_device_capability(device))),
+        }
     else:
         info["cpu"] = platform.processor() or platform.machine()
     return info
 
 
-def run_gpu_check(run: RunConfig, shape_dict: dict, device: torch.device, rows: int, length: int, steps: int,
-                  predict_batches: int, pipeline: bool, work_dir: Path | None = None) -> dict:
+def run_gpu_check(
+    run: RunConfig,
+    shape_dict: dict,
+    device: torch.device,
+    rows: int,
+    length: int,
+    steps: int,
+    predict_batches: int,
+    pipeline: bool,
+    work_dir: Path | None = None,
+) -> dict:
     """Every case in turn; a case that fails (out of memory, a missing kernel) is recorded, not fatal."""
     started = time.perf_counter()
     shape = ModelShape.from_dict(shape_dict, run)
-    report: dict = {"machine": machine(device), "date": time.strftime("%Y-%m-%d"), "quantization":
-                    run.model.quantization, "training": [], "inference": []}
+    report: dict = {
+        "machine": machine(device),
+        "date": time.strftime("%Y-%m-%d"),
+        "quantization": run.model.quantization,
+        "training": [],
+        "inference": [],
+    }
     with tempfile.TemporaryDirectory(dir=work_dir) as work:
         checkpoint = random_checkpoint(Path(work) / "model", shape_dict, device)
         bf16_native = device.type != "cuda" or torch.cuda.get_device_capability(device) >= (8, 0)
@@ -235,8 +260,9 @@ def run_gpu_check(run: RunConfig, shape_dict: dict, device: torch.device, rows: 
             cases = [(torch.float16, True), (torch.float16, False)]
         for dtype, checkpointing in cases:
             log.info("training: %s, gradient checkpointing %s", dtype_name(dtype), checkpointing)
-            report["training"].append(_guarded(training_case, checkpoint, shape, run, device, dtype, checkpointing,
-                                               rows, length, steps))
+            report["training"].append(
+                _guarded(training_case, checkpoint, shape, run, device, dtype, checkpointing, rows, length, steps)
+            )
         dtype = torch.bfloat16 if bf16_native else torch.float16
         log.info("inference: %s, %d tokens a batch", dtype_name(dtype), run.predict.tokens_per_batch)
         report["inference"].append(_guarded(inference_case, checkpoint, shape, run, device, dtype, predict_batches))
@@ -252,7 +278,7 @@ def _guarded(case, *args) -> dict:
         return case(*args)
     except (RuntimeError, ImportError, ValueError) as err:  # out of memory, a missing kernel or package
         log.warning("%s failed: %s", case.__name__, err)
-        _release(args[3])
+        release_memory(args[3])
         return {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
 
 
@@ -260,26 +286,39 @@ def check_table(report: dict) -> str:
     """The report as Markdown: what the README's GPU section shows."""
     m = report["machine"]
     where = m.get("gpu") and f"{m['gpu']} ({m['memory_gib']} GiB, compute capability {m['capability']})" or m["device"]
-    lines = [f"GPU check on {where}, {report['date']}: torch {m['torch']}, transformers {m['transformers']}, "
-             f"peft {m['peft']}, bitsandbytes {m.get('bitsandbytes', '-')}; {report['seconds']} s in all.", "",
-             "| training step | rows x tokens | peak GiB measured | planned | planned / measured | real tokens/s |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"GPU check on {where}, {report['date']}: torch {m['torch']}, transformers {m['transformers']}, "
+        f"peft {m['peft']}, bitsandbytes {m.get('bitsandbytes', '-')}; {report['seconds']} s in all.",
+        "",
+        "| training step | rows x tokens | peak GiB measured | planned | planned / measured | real tokens/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     for case in report["training"]:
         if "error" in case:
             lines.append(f"| failed: {case['error']} | | | | | |")
             continue
-        name = f"{report['quantization']} {case['dtype']}" + (" + checkpointing" if case["gradient_checkpointing"] else "")
-        lines.append(f"| {name} | {case['rows']} x {case['length']} | {case['measured_peak_gib']} "
-                     f"| {case['planned_peak_gib']} | {case['planned_over_measured']} | {case['tokens_per_second']:,} |")
-    lines += ["", "| inference batch | rows x tokens | peak GiB measured | planned | planned / measured "
-              "| real tokens/s | fraction of the matmul rate |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        name = f"{report['quantization']} {case['dtype']}" + (
+            " + checkpointing" if case["gradient_checkpointing"] else ""
+        )
+        lines.append(
+            f"| {name} | {case['rows']} x {case['length']} | {case['measured_peak_gib']} "
+            f"| {case['planned_peak_gib']} | {case['planned_over_measured']} | {case['tokens_per_second']:,} |"
+        )
+    lines += [
+        "",
+        "| inference batch | rows x tokens | peak GiB measured | planned | planned / measured "
+        "| real tokens/s | fraction of the matmul rate |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for case in report["inference"]:
         if "error" in case:
             lines.append(f"| failed: {case['error']} | | | | | | |")
             continue
-        lines.append(f"| {report['quantization']} {case['dtype']} | {case['rows']} x {case['length']} "
-                     f"| {case['measured_peak_gib']} | {case['planned_peak_gib']} | {case['planned_over_measured']} "
-                     f"| {case['tokens_per_second']:,} | {case['fraction_of_matmul_rate']} |")
+        lines.append(
+            f"| {report['quantization']} {case['dtype']} | {case['rows']} x {case['length']} "
+            f"| {case['measured_peak_gib']} | {case['planned_peak_gib']} | {case['planned_over_measured']} "
+            f"| {case['tokens_per_second']:,} | {case['fraction_of_matmul_rate']} |"
+        )
     pipeline = report.get("pipeline")
     if pipeline:
         outcome = pipeline.get("skipped") or pipeline.get("error", "")[:200] or f"submission in {pipeline['seconds']} s"
@@ -289,10 +328,16 @@ def check_table(report: dict) -> str:
 
 def tiny_shape() -> dict:
     """What the tests run the check with on a CPU."""
-    return {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096}
+    return {
+        "vocab_size": 512,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+    }
 
 
 def settings_for(run: RunConfig, quantization: str) -> RunConfig:
     return dataclasses.replace(run, model=dataclasses.replace(run.model, quantization=quantization))
-

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import torch
 
 
-def matmul_rate(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048,
-                seconds: float = 2.0) -> float:
+def matmul_rate(
+    device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0
+) -> float:
     """Best sustained FLOP/s of a square matrix multiply: the practical ceiling for dense layers."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)

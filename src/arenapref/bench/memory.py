@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import weakref
 
-
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
@@ -116,12 +115,17 @@ def _quant_state_tensors(state) -> list[torch.Tensor]:
 
 
 def optimizer_state_bytes(optimizer) -> int:
-    return sum(v.untyped_storage().nbytes() for state in optimizer.state.values() for v in state.values()
-               if isinstance(v, torch.Tensor))
+    return sum(
+        v.untyped_storage().nbytes()
+        for state in optimizer.state.values()
+        for v in state.values()
+        if isinstance(v, torch.Tensor)
+    )
 
 
-def measure_training_step(model, head, batch: dict[str, torch.Tensor], dtype: torch.dtype, optimizer,
-                          scaler=None) -> dict[str, int]:
+def measure_training_step(
+    model, head, batch: dict[str, torch.Tensor], dtype: torch.dtype, optimizer, scaler=None
+) -> dict[str, int]:
     """Peak bytes of one training step after a first one has created the optimizer's state:
     torch.cuda's own counter on a GPU; on a CPU the model's storages, the optimizer's state and the
     tracked peak of everything the step allocates. Also the bytes saved for the backward pass."""
@@ -152,8 +156,9 @@ def measure_training_step(model, head, batch: dict[str, torch.Tensor], dtype: to
     return result
 
 
-def measure_inference_batch(model, head, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                            dtype: torch.dtype) -> int:
+def measure_inference_batch(
+    model, head, input_ids: torch.Tensor, attention_mask: torch.Tensor, dtype: torch.dtype
+) -> int:
     """Peak bytes while predicting one batch, counted as measure_training_step counts them."""
     device = next(model.parameters()).device
     model.eval()

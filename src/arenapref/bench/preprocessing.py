@@ -65,8 +65,11 @@ def pandas_literal_baseline(path: Path) -> int:
     with pd.option_context("future.infer_string", False):
         frame = pd.read_csv(path)
         for column in TEXT_COLUMNS:
-            frame[column] = frame[column].apply(parse).apply(
-                lambda turns: None if turns is None else " ".join(t or "" for t in turns))
+            frame[column] = (
+                frame[column]
+                .apply(parse)
+                .apply(lambda turns: None if turns is None else " ".join(t or "" for t in turns))
+            )
         frame = frame.dropna(subset=list(TEXT_COLUMNS)).drop_duplicates(subset=list(TEXT_COLUMNS))
         for column in TEXT_COLUMNS:
             frame[f"{column}_chars"] = frame[column].str.len()
@@ -98,8 +101,11 @@ def probe(name: str, path: str) -> None:
     rows = function(Path(path))
     seconds = time.perf_counter() - start
     peak = peak_rss_kb()
-    print(json.dumps({"rows_out": rows, "seconds": seconds, "peak_rss_mb": peak / 1024,
-                      "work_rss_mb": (peak - before) / 1024}))
+    print(
+        json.dumps(
+            {"rows_out": rows, "seconds": seconds, "peak_rss_mb": peak / 1024, "work_rss_mb": (peak - before) / 1024}
+        )
+    )
 
 
 def peak_rss_kb() -> int:

@@ -12,26 +12,27 @@ from pathlib import Path
 import numpy as np
 
 from arenapref.bench import baseline
+from arenapref.bench.inference import fresh_model, original_dtype
 from arenapref.bench.suite import (
     ROWS_PER_STEP,
     Sizes,
-    _fresh_model,
     bench_training,
     classifier_run,
     machine,
-    original_dtype,
 )
 from arenapref.config import RunConfig
 from arenapref.jobs import Runtime
 from arenapref.metrics import log_loss, row_log_losses
 from arenapref.predict import predict_probabilities
 from arenapref.preprocess import preprocess_train
-from arenapref.training import train_adapter
+from arenapref.training import Examples, train_adapter
 
 log = logging.getLogger(__name__)
 
 
-def training_seed_study(train_csv: Path, checkpoint: Path, run: RunConfig, seeds: list[int], quick: bool = False) -> dict:
+def training_seed_study(
+    train_csv: Path, checkpoint: Path, run: RunConfig, seeds: list[int], quick: bool = False
+) -> dict:
     """The training comparison repeated over seeds: one run's held-out difference after a few
     steps moves by several hundredths with the seed, so "same or better" is judged on the mean."""
     run = classifier_run(run)
@@ -81,44 +82,79 @@ def oof_comparison(train_csv: Path, checkpoint: Path, run: RunConfig, n_folds: i
         train_labels = labels[train_index].tolist()
         held_out_ids = [input_ids[i] for i in held_out]
 
-        def predict(model):
-            return predict_probabilities(model, held_out_ids, rt.device, rt.predict_dtype, pad_id,
-                                         run.predict.tokens_per_batch, run.predict.max_batch_rows, desc="held-out")
+        def predict(model, held_out_ids=held_out_ids):
+            return predict_probabilities(
+                model,
+                held_out_ids,
+                rt.device,
+                rt.predict_dtype,
+                pad_id,
+                run.predict.tokens_per_batch,
+                run.predict.max_batch_rows,
+                desc="held-out",
+            )
 
         log.info("fold %d: ours", fold)
-        model = _fresh_model(rt, run, checkpoint)
+        model = fresh_model(rt, run, checkpoint)
         with tempfile.TemporaryDirectory() as resume_dir:
-            result = train_adapter(model, train_ids, train_labels, run.train, rt.device, rt.dtype, pad_id,
-                                   Path(resume_dir), {"benchmark": f"oof fold {fold}"})
+            result = train_adapter(
+                model,
+                Examples(train_ids, train_labels, pad_id),
+                run.train,
+                rt.device,
+                rt.dtype,
+                Path(resume_dir),
+                {"benchmark": f"oof fold {fold}"},
+            )
         probs["ours"][held_out] = predict(model)
         seconds["ours"] += result.seconds
         steps["ours"] += result.optimizer_steps
         del model
 
         log.info("fold %d: original method", fold)
-        model = _fresh_model(rt, run, checkpoint)
+        model = fresh_model(rt, run, checkpoint)
         fold_steps = math.ceil(len(train_ids) * run.train.epochs / ROWS_PER_STEP)
-        fold_seconds, _count = baseline.trainer_train(model, rt.tokenizer, train_ids, train_labels, fold_steps,
-                                                      run.train.learning_rate, run.train.warmup_ratio,
-                                                      run.train.seed, rt.device, original_dtype(rt))
+        fold_seconds, _count = baseline.trainer_train(
+            model,
+            rt.tokenizer,
+            train_ids,
+            train_labels,
+            fold_steps,
+            run.train.learning_rate,
+            run.train.warmup_ratio,
+            run.train.seed,
+            rt.device,
+            original_dtype(rt),
+        )
         probs["original"][held_out] = predict(model)
         seconds["original"] += fold_seconds
         steps["original"] += fold_steps
         del model
     difference = row_log_losses(labels, probs["ours"]) - row_log_losses(labels, probs["original"])
-    per_fold = {str(f): {side: log_loss(labels[folds == f], p[folds == f]) for side, p in probs.items()}
-                for f in range(n_folds)}
+    per_fold = {
+        str(f): {side: log_loss(labels[folds == f], p[folds == f]) for side, p in probs.items()} for f in range(n_folds)
+    }
     return {
         "mode": "quick" if quick else "full",
         "machine": machine(),
         "model": {"checkpoint": str(checkpoint), **rt.describe(), "max_length": run.model.max_length},
         "data": {"train_csv": str(train_csv), "rows": table.height, "folds": n_folds},
-        "ours": {"log_loss": log_loss(labels, probs["ours"]), "seconds": seconds["ours"],
-                 "optimizer_steps": steps["ours"], "batch_size": run.train.batch_size,
-                 "grad_accum": run.train.grad_accum, "epochs": run.train.epochs},
-        "original": {"log_loss": log_loss(labels, probs["original"]), "seconds": seconds["original"],
-                     "optimizer_steps": steps["original"], "batch_size": 4, "grad_accum": 4,
-                     "epochs": run.train.epochs},
+        "ours": {
+            "log_loss": log_loss(labels, probs["ours"]),
+            "seconds": seconds["ours"],
+            "optimizer_steps": steps["ours"],
+            "batch_size": run.train.batch_size,
+            "grad_accum": run.train.grad_accum,
+            "epochs": run.train.epochs,
+        },
+        "original": {
+            "log_loss": log_loss(labels, probs["original"]),
+            "seconds": seconds["original"],
+            "optimizer_steps": steps["original"],
+            "batch_size": 4,
+            "grad_accum": 4,
+            "epochs": run.train.epochs,
+        },
         "per_fold": per_fold,
         "log_loss_difference": float(difference.mean()),
         "log_loss_difference_se": float(difference.std(ddof=1) / np.sqrt(len(difference))),

@@ -16,18 +16,37 @@ def main() -> int:
     parser.add_argument("--train", required=True, type=Path, help="Kaggle-schema train.csv (rows to run the model on)")
     parser.add_argument("--checkpoint", required=True, type=Path, help="local Llama checkpoint directory")
     parser.add_argument("--config", help="model/train/predict settings: inline JSON or a YAML/JSON file")
-    parser.add_argument("--preprocess-source", type=Path,
-                        help="rows to repeat up to 57,477 for the preprocessing benchmark (default: --train)")
+    parser.add_argument(
+        "--preprocess-source",
+        type=Path,
+        help="rows to repeat up to 57,477 for the preprocessing benchmark (default: --train)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: checks that every number is produced")
-    parser.add_argument("--no-gpu-large", action="store_true",
-                        help="on CUDA, skip the Llama-3.1-8B-shaped models (they need about 40 GB of disk and GPU)")
-    parser.add_argument("--training-seeds", type=int, nargs="+", metavar="SEED",
-                        help="run only the training comparison, once per seed, and report the mean difference")
-    parser.add_argument("--oof-comparison", type=int, metavar="FOLDS",
-                        help="run only the out-of-fold comparison: both methods train every fold of FOLDS as configured")
-    parser.add_argument("--shared-folds", type=int, metavar="FOLDS",
-                        help="run only the hand-in comparison: FOLDS adapters one at a time against all on one model "
-                        "with the lower layers shared")
+    parser.add_argument(
+        "--no-gpu-large",
+        action="store_true",
+        help="on CUDA, skip the Llama-3.1-8B-shaped models (they need about 40 GB of disk and GPU)",
+    )
+    parser.add_argument(
+        "--training-seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="run only the training comparison, once per seed, and report the mean difference",
+    )
+    parser.add_argument(
+        "--oof-comparison",
+        type=int,
+        metavar="FOLDS",
+        help="run only the out-of-fold comparison: both methods train every fold of FOLDS as configured",
+    )
+    parser.add_argument(
+        "--shared-folds",
+        type=int,
+        metavar="FOLDS",
+        help="run only the hand-in comparison: FOLDS adapters one at a time against all on one model "
+        "with the lower layers shared",
+    )
     parser.add_argument("--out-json", required=True, type=Path)
     parser.add_argument("--out-md", required=True, type=Path)
     args = parser.parse_args()

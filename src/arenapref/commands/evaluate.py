@@ -24,8 +24,12 @@ def main() -> int:
     parser.add_argument("--config", help="the run configuration (inline JSON or file), recorded in the metrics")
     parser.add_argument("--out-oof", required=True, type=Path, help="all OOF predictions in one parquet")
     parser.add_argument("--out-metrics", required=True, type=Path, help="metrics JSON")
-    parser.add_argument("--out-postprocessing", required=True, type=Path,
-                        help="JSON: the blend weight and temperature the submission applies (fitted on OOF)")
+    parser.add_argument(
+        "--out-postprocessing",
+        required=True,
+        type=Path,
+        help="JSON: the blend weight and temperature the submission applies (fitted on OOF)",
+    )
     args = parser.parse_args()
 
     import polars as pl
@@ -45,8 +49,13 @@ def main() -> int:
     metrics.update(reference_scores(oof, train, feature_probs))
     config = load_config_arg(args.config)
     chosen = config["ensemble"]
-    postprocessing = Postprocessing.fit(probabilities(oof.sort("id")), feature_probs, train.sort("id")["label"].to_numpy(),
-                                        chosen["features_blend"], chosen["temperature_scaling"])
+    postprocessing = Postprocessing.fit(
+        probabilities(oof.sort("id")),
+        feature_probs,
+        train.sort("id")["label"].to_numpy(),
+        chosen["features_blend"],
+        chosen["temperature_scaling"],
+    )
     metrics["postprocessing"] = {**chosen, **postprocessing.as_dict()}
     logs = [json.loads(p.read_text()) for p in args.train_logs]
     metrics["run"] = {
@@ -67,10 +76,12 @@ def main() -> int:
     write_json_atomic(args.out_metrics, metrics)
     write_json_atomic(args.out_postprocessing, postprocessing.as_dict())
     overall = metrics["overall"]
-    print(f"OOF log loss {overall['log_loss']:.4f} (class prior {overall['prior_log_loss']:.4f}), "
-          f"accuracy {overall['accuracy']:.3f} on {overall['rows']} rows; features baseline "
-          f"{metrics['features_baseline']['log_loss']:.4f}; temperature "
-          f"{metrics['temperature_scaling']['temperature']:.3f}")
+    print(
+        f"OOF log loss {overall['log_loss']:.4f} (class prior {overall['prior_log_loss']:.4f}), "
+        f"accuracy {overall['accuracy']:.3f} on {overall['rows']} rows; features baseline "
+        f"{metrics['features_baseline']['log_loss']:.4f}; temperature "
+        f"{metrics['temperature_scaling']['temperature']:.3f}"
+    )
     return 0
 
 

@@ -36,8 +36,10 @@ def main() -> int:
         with atomic_path(out) as tmp:
             frame.write_parquet(tmp)
     write_json_atomic(args.out_model, model)
-    print(f"features baseline: OOF log loss {log_loss(train['label'].to_numpy(), oof):.4f} on {train.height} rows; "
-          f"{test.height} test rows predicted")
+    print(
+        f"features baseline: OOF log loss {log_loss(train['label'].to_numpy(), oof):.4f} on {train.height} rows; "
+        f"{test.height} test rows predicted"
+    )
     return 0
 
 

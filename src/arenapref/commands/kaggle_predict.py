@@ -21,30 +21,49 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--export-dir", type=Path, default=HERE, help="the exported folder (default: this file's)")
     parser.add_argument("--test", type=Path, default=Path("/kaggle/input/lmsys-chatbot-arena/test.csv"))
-    parser.add_argument("--base-model", type=Path, required=True,
-                        help="local directory of the base checkpoint the adapters were trained on")
+    parser.add_argument(
+        "--base-model",
+        type=Path,
+        required=True,
+        help="local directory of the base checkpoint the adapters were trained on",
+    )
     parser.add_argument("--out", type=Path, default=Path("submission.csv"))
     parser.add_argument("--folds", help="which exported adapters: 0,2 or fold0,full (default: all)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the exported setting")
-    parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"],
-                        help="inference arithmetic (auto: bf16 from compute capability 8.0, fp16 on a T4)")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        help="inference arithmetic (auto: bf16 from compute capability 8.0, fp16 on a T4)",
+    )
     parser.add_argument("--tokens-per-batch", type=int, help="padded tokens per batch")
     parser.add_argument("--max-length", type=int, help="tokens per conversation (default: as trained)")
-    parser.add_argument("--swap-tta", action=argparse.BooleanOptionalAction, default=None,
-                        help="also predict with A and B swapped and average (twice the time)")
+    parser.add_argument(
+        "--swap-tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also predict with A and B swapped and average (twice the time)",
+    )
     parser.add_argument("--workers", type=int, help="processes, one per GPU (default: every visible GPU)")
-    parser.add_argument("--time-budget", help="e.g. 8h: measure throughput first, then predict with as many folds "
-                        "(and swap TTA) as the estimate allows")
+    parser.add_argument(
+        "--time-budget",
+        help="e.g. 8h: measure throughput first, then predict with as many folds (and swap TTA) as the estimate allows",
+    )
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # i/n: a worker started by the main process
     parser.add_argument("--shard-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     from arenapref.offline_predict import PredictOptions, parse_folds, parse_hours, predict_shard, write_predictions
 
-    options = PredictOptions(folds=parse_folds(args.folds), device=args.device, precision=args.precision,
-                             tokens_per_batch=args.tokens_per_batch, max_length=args.max_length,
-                             swap_tta=args.swap_tta, workers=args.workers,
-                             time_budget_hours=parse_hours(args.time_budget))
+    options = PredictOptions(
+        folds=parse_folds(args.folds),
+        device=args.device,
+        precision=args.precision,
+        tokens_per_batch=args.tokens_per_batch,
+        max_length=args.max_length,
+        swap_tta=args.swap_tta,
+        workers=args.workers,
+        time_budget_hours=parse_hours(args.time_budget),
+    )
     if args.shard:
         index, count = (int(part) for part in args.shard.split("/"))
         predict_shard(args.export_dir, args.test, args.base_model, options, index, count, args.shard_out)

@@ -24,18 +24,37 @@ from arenapref.kernel import check_kernel_folder
 @command
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--export-dir", type=Path, default=Path("results/kaggle_export"),
-                        help="the folder export_kaggle writes; uploaded as the dataset")
-    parser.add_argument("--kernel-dir", type=Path, default=Path("results/kaggle_kernel"),
-                        help="kernel-metadata.json and run.py; kept outside the uploaded export")
+    parser.add_argument(
+        "--export-dir",
+        type=Path,
+        default=Path("results/kaggle_export"),
+        help="the folder export_kaggle writes; uploaded as the dataset",
+    )
+    parser.add_argument(
+        "--kernel-dir",
+        type=Path,
+        default=Path("results/kaggle_kernel"),
+        help="kernel-metadata.json and run.py; kept outside the uploaded export",
+    )
     parser.add_argument("--metrics", type=Path, default=Path("results/metrics.json"))
-    parser.add_argument("--receipt", type=Path, default=Path("results/kaggle/submission_receipt.json"),
-                        help="JSON record of what was uploaded, pushed and submitted")
+    parser.add_argument(
+        "--receipt",
+        type=Path,
+        default=Path("results/kaggle/submission_receipt.json"),
+        help="JSON record of what was uploaded, pushed and submitted",
+    )
     parser.add_argument("--poll-seconds", type=float, default=30, help="between status checks")
-    parser.add_argument("--timeout-hours", type=float, default=9.5,
-                        help="how long to wait for the notebook's run (Kaggle stops it after 9 hours)")
-    parser.add_argument("--no-wait", action="store_true",
-                        help="stop after the push; the receipt has the command that submits the version later")
+    parser.add_argument(
+        "--timeout-hours",
+        type=float,
+        default=9.5,
+        help="how long to wait for the notebook's run (Kaggle stops it after 9 hours)",
+    )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="stop after the push; the receipt has the command that submits the version later",
+    )
     args = parser.parse_args()
     if args.poll_seconds < 0 or args.timeout_hours <= 0:
         raise KaggleError("--poll-seconds must be >= 0 and --timeout-hours > 0")
@@ -46,8 +65,14 @@ def main() -> int:
         raise KaggleError(f"{args.metrics}: no metrics; run the pipeline first (it names the submission)")
     message = submission_message(json.loads(args.metrics.read_text(encoding="utf-8")))
     require_credentials()
-    receipt = submit_via_kernel(args.export_dir, args.kernel_dir, message, poll_seconds=args.poll_seconds,
-                                timeout_seconds=args.timeout_hours * 3600, wait=not args.no_wait)
+    receipt = submit_via_kernel(
+        args.export_dir,
+        args.kernel_dir,
+        message,
+        poll_seconds=args.poll_seconds,
+        timeout_seconds=args.timeout_hours * 3600,
+        wait=not args.no_wait,
+    )
     write_json_atomic(args.receipt, receipt)
     where = f"{receipt['kernel_id']} version {receipt['version']}"
     if receipt["submitted"]:

@@ -1,7 +1,6 @@
 """Write a seeded sample of train.csv, test.csv and sample_submission.csv in the Kaggle schema."""
 
 import argparse
-from pathlib import Path
 
 from arenapref.cli import command
 from arenapref.sample_data import write_sample

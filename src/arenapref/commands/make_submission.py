@@ -22,8 +22,10 @@ def main() -> int:
     postprocessing = Postprocessing(**read_json(args.postprocessing)) if args.postprocessing else None
     submission = build_submission(args.test_preds, args.sample_submission, postprocessing, args.features_test)
     write_submission(submission, args.out)
-    print(f"wrote {args.out}: {submission.height} rows from {len(args.test_preds)} folds; post-processing "
-          f"{postprocessing.as_dict() if postprocessing else 'none'}")
+    print(
+        f"wrote {args.out}: {submission.height} rows from {len(args.test_preds)} folds; post-processing "
+        f"{postprocessing.as_dict() if postprocessing else 'none'}"
+    )
     return 0
 
 

@@ -4,7 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
-from arenapref.cli import fold_arg, command
+from arenapref.cli import command, fold_arg
 from arenapref.config import RunConfig, load_config_arg
 
 
@@ -24,8 +24,9 @@ def main() -> int:
     from arenapref.jobs import predict_fold
 
     run = RunConfig.from_config(load_config_arg(args.config))
-    summary = predict_fold(args.data, args.test, args.fold, args.checkpoint, args.adapter_dir, run,
-                           args.out_oof, args.out_test)
+    summary = predict_fold(
+        args.data, args.test, args.fold, args.checkpoint, args.adapter_dir, run, args.out_oof, args.out_test
+    )
     print(json.dumps(summary))
     return 0
 

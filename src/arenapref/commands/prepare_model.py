@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from arenapref.cli import command
 from arenapref.embedded_model import convert_gguf_to_checkpoint, embedded_gguf_path
 
 
@@ -26,4 +27,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

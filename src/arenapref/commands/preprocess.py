@@ -1,9 +1,6 @@
 """Parse train/test CSV files into parquet tables with folds, and write the data report."""
 
 import argparse
-from pathlib import Path
-
-# job), so they find the package from the repository rather than relying on an install.
 
 from arenapref.cli import command
 from arenapref.io import atomic_path, write_json_atomic

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from arenapref.cli import fold_arg, command
+from arenapref.cli import command, fold_arg
 from arenapref.config import RunConfig, load_config_arg
 
 
@@ -23,8 +23,10 @@ def main() -> int:
 
     run = RunConfig.from_config(load_config_arg(args.config))
     summary = train_fold(args.data, args.fold, args.checkpoint, run, args.adapter_dir, args.log, args.resume_dir)
-    print(f"fold {summary['fold']}: {summary['optimizer_steps']} steps in {summary['seconds']} s, "
-          f"final loss {summary['final_loss']}")
+    print(
+        f"fold {summary['fold']}: {summary['optimizer_steps']} steps in {summary['seconds']} s, "
+        f"final loss {summary['final_loss']}"
+    )
     return 0
 
 
