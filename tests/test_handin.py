@@ -203,3 +203,18 @@ def test_export_installs_offline_and_predicts_the_real_test_rows(tmp_path, tiny_
     assert submission.height == 3
     np.testing.assert_allclose(submission.drop("id").to_numpy().sum(axis=1), 1, atol=1e-6)
     assert "plan: fold0, fold1" in done.stderr
+
+
+def test_workers_get_the_gpus_the_main_process_does_not_hold(tmp_path, monkeypatch):
+    """Two GPUs: the main process predicts on the one it claimed, the worker gets the other."""
+    import subprocess
+
+    from arenapref.offline_predict import PredictOptions, _start_worker
+
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda command, env: started.append(env["CUDA_VISIBLE_DEVICES"]))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,7")
+    options = PredictOptions(folds=("fold0",))
+    for taken in (0, 1):
+        _start_worker(tmp_path, tmp_path / "test.csv", tmp_path, options, 1, 2, 2, tmp_path / "s.npz", taken)
+    assert started == ["7", "4"]

@@ -267,9 +267,13 @@ def predict_export(
         ", swap TTA" if swap_tta else "",
     )
     chosen = dataclasses.replace(options, folds=tuple(folds), swap_tta=swap_tta, time_budget_hours=None)
+    device = predictor.rt.device
+    taken = (device.index or 0) if device.type == "cuda" else None  # the GPU this process holds
     with tempfile.TemporaryDirectory(prefix="arenapref-shards-") as tmp:
         processes = [
-            _start_worker(export_dir, test_csv, base_model, chosen, i, workers, gpus, Path(tmp) / f"shard{i}.npz")
+            _start_worker(
+                export_dir, test_csv, base_model, chosen, i, workers, gpus, Path(tmp) / f"shard{i}.npz", taken
+            )
             for i in range(1, workers)
         ]
         first = predictor.predict(input_ids, folds, first_rows.height, swap_tta)
@@ -305,13 +309,16 @@ def _start_worker(
     workers: int,
     gpus: int,
     out: Path,
+    taken: int | None = None,
 ) -> subprocess.Popen:
-    """`predict.py --shard index/workers` in its own process, on GPU `index` when there are GPUs."""
+    """`predict.py --shard index/workers` in its own process; with GPUs, on the index-th of those
+    this process (shard 0, on GPU `taken`) does not use."""
     env = dict(os.environ)
     if gpus:
         visible = env.get("CUDA_VISIBLE_DEVICES")
         ids = [part.strip() for part in visible.split(",")] if visible else [str(i) for i in range(gpus)]
-        env["CUDA_VISIBLE_DEVICES"] = ids[index % len(ids)]
+        free = [gpu for position, gpu in enumerate(ids) if position != taken]
+        env["CUDA_VISIBLE_DEVICES"] = free[(index - 1) % len(free)]
     else:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     program = (
