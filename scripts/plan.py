@@ -161,12 +161,13 @@ def _detected_gpu():
     import torch
 
     from arenapref.bench.hardware import matmul_rate
+    from arenapref.modeling import auto_dtype
     from arenapref.plan import GpuClass
 
     device = torch.device("cuda", 0)
     properties = torch.cuda.get_device_properties(device)
     capability = torch.cuda.get_device_capability(device)
-    dtype = torch.bfloat16 if capability >= (8, 0) else torch.float16
+    dtype = auto_dtype("cuda", "nf4", capability)
     rate = matmul_rate(device, dtype, size=8192, seconds=1.0) / 1e12
     gpu = GpuClass(properties.name, round(properties.total_memory / 2**30, 1), capability, rate)
     return [gpu], rate

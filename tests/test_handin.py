@@ -147,6 +147,7 @@ def test_export_installs_offline_and_predicts_the_real_test_rows(tmp_path, tiny_
     from test_wheels import PY, _run, kaggle_like_venv, wheel_cache
 
     from arenapref.export import export_for_kaggle
+    from arenapref.wheels import install_command
 
     cache = wheel_cache()
     run = RunConfig.from_config({"model": {"max_length": 96}, "device": "cpu"})
@@ -164,19 +165,7 @@ def test_export_installs_offline_and_predicts_the_real_test_rows(tmp_path, tiny_
     manifest = json.loads((export / "export.json").read_text())
     assert manifest["wheels"]["count"] > 20 and manifest["kaggle_plan"]["chosen"]["folds"] >= 1
     python = kaggle_like_venv(tmp_path)
-    _run(
-        [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--no-index",
-            "--find-links",
-            str(export / "wheels"),
-            "-r",
-            str(export / "wheels" / "requirements.txt"),
-        ]
-    )
+    _run(install_command(str(export / "wheels"), python=python))
     out = tmp_path / "working" / "submission.csv"
     out.parent.mkdir()
     done = subprocess.run(

@@ -35,3 +35,9 @@ def swap_responses(table: pl.DataFrame) -> pl.DataFrame:
 def flip_probabilities(probs: np.ndarray) -> np.ndarray:
     """Probabilities predicted for the swapped order, expressed in the original order."""
     return np.asarray(probs)[:, FLIP]
+
+
+def tta_halves(probs: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions of `rows` rows followed by those of their swapped copies (swap TTA's input
+    order), as the direct half and the swapped half flipped back; their mean is the TTA result."""
+    return probs[:rows], flip_probabilities(probs[rows:])

@@ -41,6 +41,11 @@ def length_bucketed_chunks(
     return chunks
 
 
+def rows_per_batch(width: int, tokens_per_batch: int, max_rows: int) -> int:
+    """Rows of `width` tokens that fit a batch of tokens_per_batch padded tokens (at least one)."""
+    return max(1, min(max_rows, tokens_per_batch // max(width, 1)))
+
+
 def token_budget_batches(lengths: Sequence[int], tokens_per_batch: int, max_rows: int) -> list[np.ndarray]:
     """Longest rows first, each batch as many rows as fit in tokens_per_batch padded tokens.
 
@@ -51,7 +56,7 @@ def token_budget_batches(lengths: Sequence[int], tokens_per_batch: int, max_rows
     start = 0
     while start < len(order):
         width = lengths[order[start]]  # the batch's longest row comes first
-        rows = max(1, min(max_rows, tokens_per_batch // max(width, 1)))
+        rows = rows_per_batch(width, tokens_per_batch, max_rows)
         batches.append(order[start : start + rows])
         start += rows
     return batches

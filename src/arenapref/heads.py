@@ -53,6 +53,11 @@ class ClassifierHead:
     def class_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
+    def scored_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: int) -> torch.Tensor:
+        """Where transformers' sequence classifier reads each row: its rightmost non-padding token."""
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        return (positions * (input_ids != pad_id)).argmax(dim=-1)
+
     def logits_at(self, model, final_hidden: torch.Tensor) -> torch.Tensor:
         """Class logits from the final hidden state of each row's last token (the active adapter's layer)."""
         return model.get_base_model().score(final_hidden)
@@ -104,8 +109,12 @@ class SftHead:
 
     def class_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self._hidden(model, input_ids, attention_mask)
-        last = attention_mask.sum(dim=1) - 1  # rows are right-padded
+        last = self.scored_positions(input_ids, attention_mask)
         return self.logits_at(model, hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
+
+    def scored_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+        """Each row's last prompt token (rows are right-padded)."""
+        return attention_mask.sum(dim=1) - 1
 
     def logits_at(self, model, final_hidden: torch.Tensor) -> torch.Tensor:
         """The three label tokens' logits from the final hidden state of each row's last prompt token."""

@@ -13,7 +13,7 @@ import polars as pl
 import torch
 
 from arenapref import LABEL_COLUMNS
-from arenapref.augment import flip_probabilities, swap_responses
+from arenapref.augment import swap_responses, tta_halves
 from arenapref.config import RunConfig
 from arenapref.errors import DeviceError
 from arenapref.heads import ClassifierHead, SftHead, make_head
@@ -29,6 +29,7 @@ from arenapref.modeling import (
     load_tokenizer,
     load_trained_adapter,
     lora_layer_indices,
+    resolve_checkpointing,
     resolve_device,
     resolve_quantization,
 )
@@ -103,13 +104,12 @@ class Runtime:
         quantization = resolve_quantization(run.model.quantization, device, checkpoint_quantization(checkpoint))
         dtype = compute_dtype(run.train.precision, device, quantization)
         head = make_head(run.model.head, tokenizer)
-        checkpointing = run.train.gradient_checkpointing
         return cls(
             device=device,
             dtype=dtype,
             predict_dtype=inference_dtype(run.predict.precision, device, dtype, quantization),
             quantization=quantization,
-            gradient_checkpointing=device.type == "cuda" if checkpointing == "auto" else bool(checkpointing),
+            gradient_checkpointing=resolve_checkpointing(run.train.gradient_checkpointing, device.type),
             tokenizer=tokenizer,
             builder=InputBuilder.from_tokenizer(
                 tokenizer,
@@ -325,7 +325,7 @@ def predict_rows(
     )
     if not run.predict.swap_tta:
         return probs, {}
-    direct, swapped = probs[: rows.height], flip_probabilities(probs[rows.height :])
+    direct, swapped = tta_halves(probs, rows.height)
     columns = {}
     for k, label in enumerate(LABEL_COLUMNS):
         columns[f"{label}_direct"] = direct[:, k]

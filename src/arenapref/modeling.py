@@ -92,6 +92,20 @@ def cuda_has_native_bf16(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
+def auto_dtype(device_type: str, quantization: str, capability: tuple[int, int] | None = None) -> torch.dtype:
+    """What `precision: auto` picks: on CUDA bf16 from compute capability 8.0 (or an unknown one),
+    fp16 below; on a CPU bf16 only where it is native and the model is not quantized, else fp32.
+    Pure, so the planner can ask it for a GPU it does not have."""
+    if device_type == "cuda":
+        return torch.bfloat16 if capability is None or capability >= (8, 0) else torch.float16
+    return torch.bfloat16 if quantization == "none" and cpu_has_native_bf16() else torch.float32
+
+
+def resolve_checkpointing(setting: str | bool, device_type: str) -> bool:
+    """train.gradient_checkpointing: auto is on with CUDA and off on a CPU."""
+    return device_type == "cuda" if setting == "auto" else bool(setting)
+
+
 def compute_dtype(precision: str, device: torch.device, quantization: str = "none") -> torch.dtype:
     """Arithmetic of training's frozen base (adapter weights and optimizer state stay fp32).
 
@@ -101,9 +115,8 @@ def compute_dtype(precision: str, device: torch.device, quantization: str = "non
     with a warning.
     """
     if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
-        return torch.bfloat16 if quantization == "none" and cpu_has_native_bf16() else torch.float32
+        capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+        return auto_dtype(device.type, quantization, capability)
     dtype = PRECISIONS[precision]
     if dtype == torch.bfloat16 and device.type == "cuda" and not cuda_has_native_bf16(device):
         major, minor = torch.cuda.get_device_capability(device)

@@ -66,19 +66,13 @@ def only_layers(model, start: int, stop: int | None = None, final_norm: bool = T
         body.layers, body.norm = layers, norm
 
 
-def last_token_index(input_ids: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """The rightmost token that is not padding: where transformers' sequence classifier reads."""
-    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-    return (positions * (input_ids != pad_id)).argmax(dim=-1)
-
-
 def fold_logits(
     model, head, folds: Sequence[str], input_ids: torch.Tensor, attention_mask: torch.Tensor, split: int, pad_id: int
 ) -> dict[str, torch.Tensor]:
     """Three class logits per row for every fold, sharing the layers below `split`."""
     with only_layers(model, 0, split, final_norm=False) as body:
         shared = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-    last = last_token_index(input_ids, pad_id) if head.name == "classifier" else attention_mask.sum(dim=1) - 1
+    last = head.scored_positions(input_ids, attention_mask, pad_id)
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)
     logits = {}
     for fold in folds:

@@ -129,20 +129,22 @@ class FoldPredictor:
         self.split = first_adapted_layer(adapters, layers)
         self.shared_fraction = self.split / layers  # of a forward pass, computed once for every fold
 
-    def encode(self, rows: pl.DataFrame, swap_tta: bool) -> list[list[int]]:
-        from arenapref.augment import swap_responses
+    def encode(self, rows: pl.DataFrame) -> list[list[int]]:
+        """Input ids of `rows`, then of their swapped copies when swap TTA is on."""
+        from arenapref.jobs import encode_for_prediction
 
-        input_ids = self.rt.encode(rows)
-        return input_ids + self.rt.encode(swap_responses(rows)) if swap_tta else input_ids
+        return encode_for_prediction(self.rt, self.run, rows)
 
     def pass_cost(self, folds: int) -> float:
-        return self.shared_fraction + folds * (1 - self.shared_fraction)
+        from arenapref.plan import pass_cost
+
+        return pass_cost(self.shared_fraction, folds)
 
     def predict(
         self, input_ids: list[list[int]], folds: list[str], rows: int, swap_tta: bool, on_batch=None
     ) -> dict[str, np.ndarray]:
         """Per-fold probabilities of `rows` rows; with swap TTA `input_ids` holds their swapped copies after them."""
-        from arenapref.augment import flip_probabilities
+        from arenapref.augment import tta_halves
         from arenapref.multifold import predict_folds
 
         run = self.run
@@ -160,7 +162,7 @@ class FoldPredictor:
             on_batch=on_batch,
         )
         if swap_tta:
-            probs = {fold: (p[:rows] + flip_probabilities(p[rows:])) / 2 for fold, p in probs.items()}
+            probs = {fold: sum(tta_halves(p, rows)) / 2 for fold, p in probs.items()}
         return probs
 
     def seconds_per_pass_token(self, input_ids: list[list[int]], folds: list[str], batches: int = 3) -> float:
@@ -239,7 +241,7 @@ def predict_export(
     predictor = FoldPredictor(export_dir, run, folds, base_model)
     first_rows = test[shards[0].tolist()]
     swap_tta = run.predict.swap_tta
-    input_ids = predictor.encode(first_rows, swap_tta)
+    input_ids = predictor.encode(first_rows)
     done: dict = {"rows": test.height, "workers": workers}
     if options.time_budget_hours is not None:
         rate = predictor.seconds_per_pass_token(input_ids[: first_rows.height], folds)
@@ -381,7 +383,7 @@ def predict_shard(
     test, _ = preprocess_test(test_csv)
     rows = test[shard_rows(test, shards)[shard].tolist()]
     predictor = FoldPredictor(export_dir, run, folds, check_checkpoint(base_model))
-    probs = predictor.predict(predictor.encode(rows, run.predict.swap_tta), folds, rows.height, run.predict.swap_tta)
+    probs = predictor.predict(predictor.encode(rows), folds, rows.height, run.predict.swap_tta)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **probs)

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from arenapref.batching import rows_per_batch
 from arenapref.config import RunConfig
 
 GIB = 2**30
@@ -160,6 +161,12 @@ class Arithmetic:
         return float(self.weight_bytes)
 
     @property
+    def autocast_copies_weights(self) -> bool:
+        """fp32 weights under bf16 autocast (the CPU path): every matmul casts its weight to a
+        low-precision copy, which a training step keeps for the backward pass."""
+        return self.weight_bytes > self.compute_bytes
+
+    @property
     def dropout_mask_bytes(self) -> int:
         return 1 if self.device == "cuda" else 4  # CUDA's dropout keeps a bool mask, the CPU's one in the input's dtype
 
@@ -201,8 +208,8 @@ def layer_activation_bytes(shape: ModelShape, run: RunConfig, arith: Arithmetic,
     per_token += c * 4 * attention + 4 * shape.heads + 3 * c * shape.intermediate
     mask = rows * length * length * c  # the boolean padding mask, turned into an additive one per layer
     copies = 0
-    if arith.device != "cuda" and arith.quantization == "none" and c < 4:
-        copies = shape.layer_linear_params * c  # autocast's low-precision copies of fp32 weights
+    if arith.autocast_copies_weights:
+        copies = shape.layer_linear_params * c
     return tokens * per_token + mask + copies
 
 
@@ -250,7 +257,7 @@ def inference_memory(
     """Peak bytes allocated while predicting one batch (no gradients, no key-value cache)."""
     length = length or run.model.max_length
     tokens_per_batch = tokens_per_batch or run.predict.tokens_per_batch
-    rows = max(1, min(run.predict.max_batch_rows, tokens_per_batch // length))
+    rows = rows_per_batch(length, tokens_per_batch, run.predict.max_batch_rows)
     tokens = rows * length
     c, h, s = arith.compute_bytes, shape.hidden, arith.weight_bytes
     attention = shape.heads * shape.head_dim
@@ -259,8 +266,8 @@ def inference_memory(
     per_token = 3 * s * h + c * h + max(3 * c * shape.intermediate, 4 * c * attention)
     # The boolean padding mask; CUDA's memory-efficient kernel turns it into an additive one.
     working = tokens * per_token + rows * length * length * (1 + (c if arith.device == "cuda" else 0))
-    if arith.device != "cuda" and arith.quantization == "none" and c < 4:
-        working += shape.layer_linear_params * c // 3  # autocast's copy of the weight in use
+    if arith.autocast_copies_weights:
+        working += shape.layer_linear_params * c // 3  # the copy of the weight in use
     elif arith.quantization != "none":
         working += shape.hidden * shape.intermediate * c  # the widest matrix, dequantized for its matmul
     parts = {
@@ -368,23 +375,14 @@ def arithmetic_for(
     """The arithmetic a run would pick on a device, without touching one (see modeling.compute_dtype)."""
     import torch
 
-    from arenapref.modeling import PRECISIONS, cpu_has_native_bf16
+    from arenapref.modeling import PRECISIONS, auto_dtype, resolve_quantization
 
-    quantization = saved_quantization or run.model.quantization
-    if quantization == "auto":
-        quantization = "nf4" if device == "cuda" else "none"
-    if run.train.precision != "auto":
-        dtype = PRECISIONS[run.train.precision]
-    elif device == "cuda":
-        dtype = torch.bfloat16 if capability is None or capability >= (8, 0) else torch.float16
+    quantization = saved_quantization or resolve_quantization(run.model.quantization, torch.device(device))
+    if run.train.precision == "auto":
+        dtype = auto_dtype(device, quantization, capability)
     else:
-        dtype = torch.bfloat16 if quantization == "none" and cpu_has_native_bf16() else torch.float32
+        dtype = PRECISIONS[run.train.precision]
     return Arithmetic(device, dtype.itemsize, quantization)
-
-
-def resolve_checkpointing(run: RunConfig, device: str) -> bool:
-    setting = run.train.gradient_checkpointing
-    return device == "cuda" if setting == "auto" else bool(setting)
 
 
 def plan_gpu(
@@ -396,9 +394,11 @@ def plan_gpu(
     tflops: float | None = None,
 ) -> dict:
     """One row of the plan: peaks, whether they fit `gpu`, the settings that would, and hours a fold."""
+    from arenapref.modeling import resolve_checkpointing
+
     arith = arithmetic_for(run, "cuda", gpu.capability, saved_quantization)
     memory = int(gpu.memory_gib * GIB)
-    checkpointing = resolve_checkpointing(run, "cuda")
+    checkpointing = resolve_checkpointing(run.train.gradient_checkpointing, "cuda")
     train = training_memory(shape, run, arith, checkpointing)["peak"]
     predict = inference_memory(shape, run, arith)["peak"]
     row = {
@@ -454,11 +454,14 @@ def plan_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def pass_cost(shared_fraction: float, folds: int) -> float:
+    """Forward passes that `folds` adapters cost when the share `shared_fraction` of the layers
+    (those below the adapters) runs once for all of them: (1 + k) / 2 for the upper half."""
+    return shared_fraction + folds * (1 - shared_fraction)
+
+
 def shared_pass_cost(shape: ModelShape, run: RunConfig, folds: int) -> float:
-    """Forward passes that `folds` adapters cost with the layers below the adapters shared:
-    (1 + k) / 2 when they sit in the upper half."""
-    upper = trained_layers(shape, run) / shape.layers
-    return (1 - upper) + folds * upper
+    return pass_cost(1 - trained_layers(shape, run) / shape.layers, folds)
 
 
 def competition_mean_tokens(max_length: int) -> float:

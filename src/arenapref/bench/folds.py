@@ -14,6 +14,7 @@ import torch
 from arenapref.config import RunConfig
 from arenapref.modeling import attach_new_adapter, dtype_name, load_base_model, load_trained_adapter
 from arenapref.multifold import first_adapted_layer, load_fold_adapters, predict_folds
+from arenapref.plan import pass_cost
 from arenapref.predict import predict_probabilities
 
 
@@ -68,7 +69,7 @@ def bench_shared_folds(checkpoint: Path, run: RunConfig, rt, input_ids: list[lis
         "seconds_one_at_a_time": round(separate, 2),
         "seconds_shared": round(together, 2),
         "speedup": round(separate / together, 3),
-        "expected_speedup": round(folds / (split / layers + folds * (1 - split / layers)), 3),
+        "expected_speedup": round(folds / pass_cost(split / layers, folds), 3),
         "max_probability_difference": difference,
     }
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from arenapref.batching import rows_per_batch
 from arenapref.bench.hardware import forward_flops, matmul_rate, non_embedding_parameters
 from arenapref.bench.memory import measure_inference_batch, measure_training_step
 from arenapref.bench.random_model import PAD_ID, random_checkpoint, release_memory
@@ -31,6 +32,7 @@ from arenapref.config import RunConfig
 from arenapref.heads import ClassifierHead
 from arenapref.modeling import (
     attach_new_adapter,
+    cuda_has_native_bf16,
     dtype_name,
     enable_gradient_checkpointing,
     load_base_model,
@@ -124,7 +126,7 @@ def inference_case(
 ) -> dict:
     """Peak memory of a full batch against the plan; tokens/s and the fraction of the matmul rate."""
     length = run.model.max_length
-    rows = max(1, min(run.predict.max_batch_rows, run.predict.tokens_per_batch // length))
+    rows = rows_per_batch(length, run.predict.tokens_per_batch, run.predict.max_batch_rows)
     model = attach_new_adapter(load_base_model(checkpoint, run.model, device, dtype, PAD_ID), run.model)
     model.eval()
     head = ClassifierHead()
@@ -254,7 +256,7 @@ def run_gpu_check(
     }
     with tempfile.TemporaryDirectory(dir=work_dir) as work:
         checkpoint = random_checkpoint(Path(work) / "model", shape_dict, device)
-        bf16_native = device.type != "cuda" or torch.cuda.get_device_capability(device) >= (8, 0)
+        bf16_native = device.type != "cuda" or cuda_has_native_bf16(device)
         cases = [(torch.bfloat16, True), (torch.bfloat16, False), (torch.float16, True)]
         if not bf16_native:  # bf16 is only emulated there: measure what auto picks
             cases = [(torch.float16, True), (torch.float16, False)]
