@@ -268,6 +268,40 @@ def parse_dataset_status(output: str) -> str:
     return lines[-1].lower() if lines else ""
 
 
+def _poll(
+    args: Sequence[str],
+    read: Callable[[str], str | None],
+    on_timeout: Callable[[], str],
+    poll_seconds: float,
+    timeout_seconds: float,
+    sleep: Callable[[float], object],
+    clock: Callable[[], float],
+    not_yet: Callable[[str], bool] = lambda output: False,
+) -> str:
+    """Run `kaggle ARGS` every `poll_seconds` until `read(output)` returns a final status (it raises for
+    a failed one and returns None to go on). A few failed calls in a row are network blips; more, or
+    the deadline, raise. `not_yet(output)` marks a failed call that only means "not there yet"."""
+    deadline = clock() + timeout_seconds
+    failures = 0
+    while True:
+        code, output = call_kaggle(args)
+        if code == 0:
+            failures = 0
+            final = read(output)
+            if final is not None:
+                return final
+        elif not not_yet(output):
+            failures += 1
+            if failures >= MAX_POLL_FAILURES:
+                raise KaggleError(
+                    f"`kaggle {' '.join(args)}` failed {failures} times in a row (exit {code}): {_one_line(output)}"
+                )
+            log.warning("`kaggle %s` failed (exit %d); polling again", " ".join(args), code)
+        if clock() >= deadline:
+            raise KaggleError(on_timeout())
+        sleep(poll_seconds)
+
+
 def wait_for_dataset(
     dataset_id: str,
     poll_seconds: float = 30,
@@ -277,34 +311,30 @@ def wait_for_dataset(
 ) -> str:
     """Poll `datasets status` until Kaggle has processed the upload: a notebook pushed before that runs on
     the previous version's files (or none)."""
-    deadline = clock() + timeout_seconds
-    status = "unknown"
-    failures = 0
-    while True:
-        code, output = call_kaggle(dataset_status_command(dataset_id))
-        if code == 0:
-            failures = 0
-            status = parse_dataset_status(output)
-            if status == DATASET_READY:
-                return status
-            if status in DATASET_FAILED:
-                raise KaggleError(
-                    f"Kaggle could not process dataset {dataset_id}: status {status}; "
-                    f"see https://www.kaggle.com/datasets/{dataset_id}"
-                )
-        elif not _is_not_found(output):  # right after `datasets create`, a 404 means not registered yet
-            failures += 1
-            if failures >= MAX_POLL_FAILURES:
-                raise KaggleError(
-                    f"`kaggle datasets status {dataset_id}` failed {failures} times in a row "
-                    f"(exit {code}): {_one_line(output)}"
-                )
-        if clock() >= deadline:
+    last = {"status": "unknown"}
+
+    def read(output: str) -> str | None:
+        last["status"] = status = parse_dataset_status(output)
+        if status in DATASET_FAILED:
             raise KaggleError(
-                f"dataset {dataset_id} still {status} after {timeout_seconds / 60:.0f} min; "
-                "rerun once `kaggle datasets status` says ready"
+                f"Kaggle could not process dataset {dataset_id}: status {status}; "
+                f"see https://www.kaggle.com/datasets/{dataset_id}"
             )
-        sleep(poll_seconds)
+        return status if status == DATASET_READY else None
+
+    return _poll(
+        dataset_status_command(dataset_id),
+        read,
+        lambda _: (
+            f"dataset {dataset_id} still {last['status']} after {timeout_seconds / 60:.0f} min; "
+            "rerun once `kaggle datasets status` says ready"
+        ),
+        poll_seconds,
+        timeout_seconds,
+        sleep,
+        clock,
+        not_yet=_is_not_found,  # right after `datasets create`, a 404 means not registered yet
+    )
 
 
 def parse_push_version(output: str) -> int:
@@ -373,44 +403,32 @@ def wait_for_kernel(
     a little over the competition's 9-hour notebook limit.
     """
     target = kernel_id if version is None else f"{kernel_id}/{version}"
-    deadline = clock() + timeout_seconds
-    status = "unknown"
-    failures = 0
-    while True:
-        code, output = call_kaggle(kernel_status_command(kernel_id, version))
-        if code != 0:
-            failures += 1
-            if failures >= MAX_POLL_FAILURES:
-                raise KaggleError(
-                    f"`kaggle kernels status {target}` failed {failures} times in a row "
-                    f"(exit {code}): {_one_line(output)}"
-                )
-            log.warning("kernels status %s failed (exit %d); polling again", target, code)
-        else:
-            failures = 0
-            new_status, failure = parse_kernel_status(output)
-            if new_status != status:
-                log.info("kernel %s: %s", target, new_status)
-            status = new_status
-            if status == KERNEL_COMPLETE:
-                return status
-            if status in KERNEL_FAILED:
-                reason = f" ({failure})" if failure else ""
-                raise KaggleError(f"kernel {target} ended with status {status}{reason}; {kernel_log_hint(kernel_id)}")
-        if clock() >= deadline:
-            resume = (
-                (
-                    f"`kaggle competitions submit {COMPETITION} -k {kernel_id} -v {version} -f {SUBMISSION_FILE} "
-                    "-m MESSAGE`"
-                )
-                if version is not None
-                else "`kaggle competitions submit`"
-            )
-            raise KaggleError(
-                f"kernel {target} still {status} after {timeout_seconds / 3600:.1f} h; it keeps running "
-                f"on Kaggle: once `kaggle kernels status {target}` says complete, submit with {resume}"
-            )
-        sleep(poll_seconds)
+    last = {"status": "unknown"}
+
+    def read(output: str) -> str | None:
+        status, failure = parse_kernel_status(output)
+        if status != last["status"]:
+            log.info("kernel %s: %s", target, status)
+        last["status"] = status
+        if status in KERNEL_FAILED:
+            reason = f" ({failure})" if failure else ""
+            raise KaggleError(f"kernel {target} ended with status {status}{reason}; {kernel_log_hint(kernel_id)}")
+        return status if status == KERNEL_COMPLETE else None
+
+    def on_timeout() -> str:
+        resume = (
+            f"`kaggle competitions submit {COMPETITION} -k {kernel_id} -v {version} -f {SUBMISSION_FILE} -m MESSAGE`"
+            if version is not None
+            else "`kaggle competitions submit`"
+        )
+        return (
+            f"kernel {target} still {last['status']} after {timeout_seconds / 3600:.1f} h; it keeps running "
+            f"on Kaggle: once `kaggle kernels status {target}` says complete, submit with {resume}"
+        )
+
+    return _poll(
+        kernel_status_command(kernel_id, version), read, on_timeout, poll_seconds, timeout_seconds, sleep, clock
+    )
 
 
 def submit_via_kernel(

@@ -263,11 +263,15 @@ def run_gpu_check(
         for dtype, checkpointing in cases:
             log.info("training: %s, gradient checkpointing %s", dtype_name(dtype), checkpointing)
             report["training"].append(
-                _guarded(training_case, checkpoint, shape, run, device, dtype, checkpointing, rows, length, steps)
+                _guarded(
+                    device, training_case, checkpoint, shape, run, device, dtype, checkpointing, rows, length, steps
+                )
             )
         dtype = torch.bfloat16 if bf16_native else torch.float16
         log.info("inference: %s, %d tokens a batch", dtype_name(dtype), run.predict.tokens_per_batch)
-        report["inference"].append(_guarded(inference_case, checkpoint, shape, run, device, dtype, predict_batches))
+        report["inference"].append(
+            _guarded(device, inference_case, checkpoint, shape, run, device, dtype, predict_batches)
+        )
         if pipeline:
             log.info("the Snakemake pipeline with a tiny random Llama")
             report["pipeline"] = pipeline_case(Path(work), "cuda" if device.type == "cuda" else "cpu")
@@ -275,12 +279,13 @@ def run_gpu_check(
     return report
 
 
-def _guarded(case, *args) -> dict:
+def _guarded(device: torch.device, case, *args) -> dict:
+    """`case(*args)`, or what failed (out of memory, a missing kernel or package), with `device`'s memory given back."""
     try:
         return case(*args)
-    except (RuntimeError, ImportError, ValueError) as err:  # out of memory, a missing kernel or package
+    except (RuntimeError, ImportError, ValueError) as err:
         log.warning("%s failed: %s", case.__name__, err)
-        release_memory(args[3])
+        release_memory(device)
         return {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
 
 
