@@ -10,7 +10,7 @@ CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test lint format clean download submit export benchmark options-table report slurm-up slurm-down \
-	plan gpu-env gpu-check gpu-wheels bench-folds
+	plan gpu-env gpu-check gpu-wheels bench-folds scale-data
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench-folds: $(STAMP)
 	$(BIN)/arenapref-benchmark --train results/sample/train.csv --checkpoint results/model/smollm2-135m-instruct \
 		--config config/config.yaml --shared-folds 5 --out-json results/speed/shared_folds.json \
 		--out-md results/speed/shared_folds.md
+
+# Folds at the competition's size: 57,477 generated rows with the real data's shape, grouped and folded
+# as the preprocess rule does (a few seconds): results/scale/train.csv and folds.json (docs/data-scale.md).
+scale-data: $(STAMP)
+	$(BIN)/arenapref-make-scale-data --out results/scale/train.csv --figures results/scale/folds.json
 
 # The modelling options on the 1,000 real rows (classifier and sft head, with and without swap
 # augmentation; about 3 hours on 2 CPU cores): results/options/options.md.

@@ -1,11 +1,34 @@
 import json
 import os
+import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# Fills every default from the schema, so rules can index config without .get().
-validate(config, schema="../config/config.schema.yaml")
+# The workflow's own checks come from the package beside it (standard library, jsonschema and PyYAML,
+# which Snakemake has): importable where Snakemake runs without the package, as with `--sdm conda`.
+sys.path.insert(0, str(Path(workflow.current_basedir).parent / "src"))
+from arenapref.config import config_error_line
+from arenapref.model_files import checkpoint_problem
+
+
+def stop(message):
+    """End the run while the workflow is built (a dry run too) with one line and no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+# Fills every default from the schema, so rules can index config without .get(). Snakemake's own
+# message for a wrong key prints the whole schema after the reason: one line instead.
+try:
+    validate(config, schema="../config/config.schema.yaml")
+except WorkflowError as err:
+    overrides = workflow.config_settings.config  # --config on the command line
+    stop(
+        config_error_line(config, workflow.configfiles, overrides)
+        or str(err).splitlines()[0]
+    )
 
 # The conda environments install this repository's package from here (envs/*.yaml: -e "${ARENAPREF_ROOT}"):
 # Snakemake builds them from copies of the env files, where a relative path would point elsewhere.
@@ -25,6 +48,14 @@ EMBEDDED_CHECKPOINT = "results/model/smollm2-135m-instruct"
 def model_checkpoint():
     """The configured local checkpoint, or the embedded default built by prepare_model."""
     return config["model"]["checkpoint"] or EMBEDDED_CHECKPOINT
+
+
+# A checkpoint the user points at must be complete before anything runs, so that a dry run names
+# what is missing; the embedded default is prepare_model's output and may not exist yet.
+if Path(model_checkpoint()) != Path(EMBEDDED_CHECKPOINT):
+    problem = checkpoint_problem(model_checkpoint())
+    if problem:
+        stop(f"{problem} (set by model.checkpoint)")
 
 
 def settings_json(*sections):

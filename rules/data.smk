@@ -37,7 +37,10 @@ rule preprocess:
     params:
         n_folds=config["folds"]["n"],
         seed=config["folds"]["seed"],
+        max_turn_rows=config["folds"]["max_turn_rows"],
+        min_turn_chars=config["folds"]["min_turn_chars"],
     shell:
         "arenapref-preprocess --train {input.train:q} --test {input.test:q}"
         " --n-folds {params.n_folds} --seed {params.seed}"
+        " --max-turn-rows {params.max_turn_rows} --min-turn-chars {params.min_turn_chars}"
         " --out-train {output.train} --out-test {output.test} --report {output.report} > {log} 2>&1"

@@ -169,3 +169,49 @@ def test_checkpointing_switch_resolves_by_device(tiny_checkpoint):
     assert Runtime.create(forced, tiny_checkpoint).gradient_checkpointing is True
     # It trades memory for time with the same adapter: switching it keeps a fold's resume state valid.
     assert forced.training_hash() == RunConfig.from_config({}).training_hash()
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_deterministic_kernels_on_cuda(tiny_checkpoint, monkeypatch, deterministic):
+    """train.deterministic on a (faked) GPU: cuDNN deterministic without autotuning, torch's deterministic
+    algorithms (warnings only) and cuBLAS's fixed workspace, set before the GPU is claimed."""
+    from arenapref import jobs
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", not deterministic)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # recorded, so that teardown removes what the run sets
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    claimed = {}
+
+    def fake_claim(requested):
+        claimed["cublas"] = jobs.os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+        return CUDA, {}
+
+    monkeypatch.setattr(jobs, "claim_device", fake_claim)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    run = RunConfig.from_config({"device": "auto", "train": {"deterministic": deterministic}})
+    try:
+        rt = jobs.Runtime.create(run, tiny_checkpoint)
+        assert rt.device.type == "cuda"
+        assert torch.backends.cudnn.benchmark is False
+        assert torch.backends.cudnn.deterministic is deterministic
+        assert torch.are_deterministic_algorithms_enabled() is deterministic
+        if deterministic:
+            assert torch.is_deterministic_algorithms_warn_only_enabled()
+            assert claimed["cublas"] == ":4096:8"  # in place before the GPU was touched
+        else:
+            assert claimed["cublas"] is None
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def test_deterministic_kernels_stay_off_on_a_cpu(tiny_checkpoint, monkeypatch):
+    from arenapref import jobs
+
+    before = torch.are_deterministic_algorithms_enabled()
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # recorded, so that teardown removes what the run sets
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    rt = jobs.Runtime.create(RunConfig.from_config({"device": "cpu"}), tiny_checkpoint)
+    assert rt.device.type == "cpu" and torch.are_deterministic_algorithms_enabled() is before
+    assert "CUBLAS_WORKSPACE_CONFIG" not in jobs.os.environ

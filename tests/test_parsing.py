@@ -163,3 +163,21 @@ def test_bulk_parsing_rejects_what_the_cell_parser_rejects(cell):
     with pytest.raises(DataError) as err:
         parse_text_columns(frame, ["prompt"], ids, "train.csv")
     assert f"row id={len(VALID_CELLS) + 1}" in str(err.value) and COERCIBLE_CELLS[cell] in str(err.value)
+
+
+def test_line_numbers_follow_cells_that_span_lines_and_blank_lines(tmp_path):
+    path = tmp_path / "test.csv"
+    lines = [
+        "id,prompt,response_a,response_b",
+        '1,"[""first"",',  # a quoted cell over two lines: JSON allows a newline between items
+        '""second""]","[""a""]","[""b""]"',
+        "",
+        '2,"[""q""]","[""a""]","[""b""]"',
+        'x,"[""q""]","[""a""]","[""b""]"',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    csv = read_csv_strict(path, ("id", "prompt", "response_a", "response_b"))
+    assert csv.blank_lines == [4] and csv.frame.height == 3
+    assert [csv.line(i) for i in range(3)] == [2, 5, 6]
+    with pytest.raises(DataError, match=r"test.csv, line 6, field 'id': id 'x' is not an integer$"):
+        preprocess_test(path)

@@ -38,3 +38,22 @@ def test_confusion_plot_counts_each_pair(tmp_path):
     svg = (tmp_path / "confusion.svg").read_text()
     # True B: one predicted A, one predicted B (50 % each); true A and tie: all right.
     assert svg.count("(50%)") == 2 and svg.count("(100%)") == 2
+
+
+def test_data_table_shows_fold_label_shares_and_the_turns_left_out(tmp_path):
+    from arenapref.preprocess import summarize
+
+    train = pl.DataFrame(
+        {
+            "prompt": [["hello", "What is a monad?"], ["hello", "Explain CRDTs."], ["hi"], ["hi"]],
+            "label": [0, 1, 2, 0],
+            "group": [0, 1, 2, 2],
+            "fold": [0, 1, 0, 1],
+        }
+    )
+    side = {"file": "x.csv", "rows_in": 4, "rows_kept": 4, "dropped": {}, "dropped_total": 0}
+    report.data_table({"train": side, "test": side, **summarize(train)}, tmp_path / "data.html")
+    page = (tmp_path / "data.html").read_text()
+    assert "<th>share tie</th>" in page and "<td>0.5000</td>" in page  # fold 0: one tie of two rows
+    assert "largest has 2 rows (0.5000 of them)" in page
+    assert "<td>hello</td><td>2</td><td>short</td>" in page and "Turns that group no rows (1;" in page

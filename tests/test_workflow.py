@@ -92,3 +92,45 @@ def test_the_catalog_test_config_is_valid():
     dry_run = snakemake(ROOT / ".test", "-n", snakefile=ROOT / "Snakefile")
     jobs = planned_jobs(dry_run)
     assert jobs.get("train_fold") == 2 and jobs.get("prepare_model") == 1
+
+
+def dry_run_error(workdir: Path, config_yaml: str, *config: str) -> str:
+    """The one line a dry run stops with while the workflow is built: config/config.yaml holds
+    `config_yaml`, and `config` goes to --config."""
+    from arenapref.workflow import SNAKEFILE
+
+    (workdir / "config").mkdir(exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(config_yaml)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), "-n"]
+    command += ["--config", *config] if config else []
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "'properties'" not in output, output[-3000:]  # no schema dump
+    return errors[0]
+
+
+def test_a_dry_run_stops_on_an_unusable_checkpoint(tmp_path, tiny_checkpoint):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    line = dry_run_error(tmp_path, "folds:\n  n: 2\n", f"model={{checkpoint: {empty}}}")
+    assert line == (
+        f"error: model checkpoint {empty} is an empty folder (expected config.json, *.safetensors weights and "
+        "tokenizer files) (set by model.checkpoint)"
+    )
+    partial = tmp_path / "partial-model"
+    shutil.copytree(tiny_checkpoint, partial)
+    (partial / "tokenizer.json").unlink()
+    assert "no tokenizer files in" in dry_run_error(tmp_path, f"model:\n  checkpoint: {partial}\n")
+    # The embedded default is built by a rule (prepare_model): a dry run does not need it yet.
+    (tmp_path / "config" / "config.yaml").write_text("folds:\n  n: 2\n")
+    assert planned_jobs(snakemake(tmp_path, "-n", snakefile=ROOT / "Snakefile")).get("prepare_model") == 1
+
+
+def test_a_wrong_config_key_is_one_line_naming_the_key_and_the_file(tmp_path):
+    line = dry_run_error(tmp_path, "model:\n  max_lenght: 512\n")
+    assert line.startswith("error: invalid configuration in config/config.yaml: unknown key model.max_lenght (model ")
+    line = dry_run_error(tmp_path, "folds:\n  n: 2\n", "device=gpu")
+    assert line == "error: invalid configuration in --config: device: 'gpu' is not one of ['auto', 'cpu', 'cuda']"

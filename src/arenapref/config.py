@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
@@ -55,6 +56,50 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
     return filled
 
 
+def _sets(source: str | Path | dict, path: list[str]) -> bool:
+    """Whether the YAML config file (or the dict) sets the key at `path`."""
+    if not source:
+        return False
+    try:
+        node = source if isinstance(source, dict) else yaml.safe_load(Path(source).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def config_error_line(
+    config: dict[str, Any],
+    files: Sequence[str | Path] = (),
+    overrides: dict[str, Any] | None = None,
+    schema_path: Path = SCHEMA_PATH,
+) -> str | None:
+    """An invalid config's first problem as one line, for the workflow (Snakemake's own message prints
+    the schema): the key's path, what is wrong with it and the config file (or `overrides`, Snakemake's
+    --config) that sets it. None if valid."""
+    schema = yaml.safe_load(schema_path.read_text())
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(copy.deepcopy(config)), key=lambda e: [str(p) for p in e.absolute_path])
+    if not errors:
+        return None
+    error = errors[0]
+    path = [str(p) for p in error.absolute_path]
+    known = list(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        path.append(str(next(key for key in error.instance if key not in known)))
+        what = f"unknown key {'.'.join(path)} ({'.'.join(path[:-1]) or 'the top level'} takes {', '.join(known)})"
+    else:
+        message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+        what = f"{'.'.join(path) or 'the top level'}: {message}"
+    setting = [str(file) for file in files if _sets(file, path)] + (["--config"] if _sets(overrides, path) else [])
+    where = f" in {' and '.join(setting)}" if setting else ""  # neither: the config a module was given
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"invalid configuration{where}: {what}{more}"
+
+
 def load_config_arg(value: str | None) -> dict[str, Any]:
     """A script's --config argument: inline JSON, or a path to a YAML/JSON file; validated."""
     if not value:
@@ -102,6 +147,8 @@ class TrainSettings:
     swap_augmentation: bool
     label_smoothing: float
     seed: int
+    deterministic: bool
+    report_to: str
 
 
 @dataclass(frozen=True)
@@ -133,10 +180,13 @@ class RunConfig:
     def training_hash(self) -> str:
         """Hash of everything that changes the trained adapter (not inference batching, nor
         checkpointing, which trades memory for time with the same result: switching it on after an
-        out-of-memory error resumes the fold)."""
+        out-of-memory error resumes the fold; nor the choice of deterministic CUDA kernels, which
+        computes the same thing; nor where the steps are reported)."""
         data = self.as_config()
         data.pop("predict")
         data["train"].pop("gradient_checkpointing")
+        data["train"].pop("deterministic")
+        data["train"].pop("report_to")
         return stable_hash(data)
 
 

@@ -2,16 +2,18 @@
 
 
 class DataError(ValueError):
-    """Bad input data; the message names the file, the row and the field."""
+    """Bad input data; the message names the file, the line or the row, and the field."""
 
-    def __init__(self, file, message: str, row: object = None, field: str | None = None):
+    def __init__(self, file, message: str, row: object = None, field: str | None = None, line: int | None = None):
         where = [str(file)]
+        if line is not None:
+            where.append(f"line {line}")
         if row is not None:
             where.append(f"row id={row}")
         if field is not None:
             where.append(f"field '{field}'")
         super().__init__(f"{', '.join(where)}: {message}")
-        self.file, self.row, self.field = str(file), row, field
+        self.file, self.row, self.field, self.line = str(file), row, field, line
 
 
 class ConfigError(ValueError):

@@ -24,6 +24,11 @@ SFT_INSTRUCTION = "Which response did the user prefer? Read the conversation, th
 SFT_QUESTION = "\n\nPreferred:"
 
 
+def unwrapped(model):
+    """The transformers model inside a peft wrapper, or the model itself (an adapter merged for inference)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def smoothed_nll(true_log_probs: torch.Tensor, class_log_probs: torch.Tensor, smoothing: float) -> torch.Tensor:
     """Cross entropy against (1 - smoothing) on the true class plus smoothing / 3 on each of the
     three classes; `class_log_probs` holds the three classes' log-probabilities per row."""
@@ -60,7 +65,7 @@ class ClassifierHead:
 
     def logits_at(self, model, final_hidden: torch.Tensor) -> torch.Tensor:
         """Class logits from the final hidden state of each row's last token (the active adapter's layer)."""
-        return model.get_base_model().score(final_hidden)
+        return unwrapped(model).score(final_hidden)
 
 
 class SftHead:
@@ -88,13 +93,13 @@ class SftHead:
     def _hidden(self, model, input_ids, attention_mask) -> torch.Tensor:
         # The decoder without the vocabulary projection: only the positions that are scored get one.
         return (
-            model.get_base_model()
+            unwrapped(model)
             .model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
             .last_hidden_state
         )
 
     def _lm_head(self, model) -> torch.nn.Module:
-        return model.get_base_model().lm_head
+        return unwrapped(model).lm_head
 
     def loss(self, model, batch: dict[str, torch.Tensor], smoothing: float) -> torch.Tensor:
         hidden = self._hidden(model, batch["input_ids"], batch["attention_mask"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import shutil
 from dataclasses import dataclass
@@ -19,11 +20,14 @@ from arenapref.errors import DeviceError
 from arenapref.heads import ClassifierHead, SftHead, make_head
 from arenapref.io import atomic_dir, atomic_path, dir_sha256, stable_hash, write_json_atomic
 from arenapref.modeling import (
+    CUBLAS_WORKSPACE,
     attach_new_adapter,
+    check_checkpoint,
     checkpoint_quantization,
     compute_dtype,
     dtype_name,
     enable_gradient_checkpointing,
+    for_inference,
     inference_dtype,
     load_base_model,
     load_tokenizer,
@@ -32,6 +36,7 @@ from arenapref.modeling import (
     resolve_checkpointing,
     resolve_device,
     resolve_quantization,
+    use_deterministic_cuda,
 )
 from arenapref.plan import CUDA_CONTEXT_BYTES
 from arenapref.predict import predict_probabilities
@@ -99,7 +104,15 @@ class Runtime:
     @classmethod
     def create(cls, run: RunConfig, checkpoint: Path, tokenizer_dir: Path | None = None) -> Runtime:
         """`tokenizer_dir` defaults to the checkpoint's own (an export ships the one it trained with)."""
+        # First, before a GPU is claimed or anything loads: a missing, empty or incomplete checkpoint is
+        # one line naming what is missing, not a traceback from deep inside a tokenizer.
+        check_checkpoint(checkpoint, tokenizer_dir or True)
+        if run.train.deterministic and run.device != "cpu":
+            # cuBLAS reads this once, at its first use on the GPU: it has to be set before claim_device.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         device, gpu = claim_device(run.device)
+        if device.type == "cuda":
+            use_deterministic_cuda(run.train.deterministic)
         tokenizer = load_tokenizer(tokenizer_dir or checkpoint, run.model.trust_remote_code)
         quantization = resolve_quantization(run.model.quantization, device, checkpoint_quantization(checkpoint))
         dtype = compute_dtype(run.train.precision, device, quantization)
@@ -349,7 +362,7 @@ def predict_fold(
     test = pl.read_parquet(test_path)
     rt = Runtime.create(run, checkpoint)
     check_inference_memory(rt, run, checkpoint)
-    model = load_trained_adapter(rt.base_model(run, checkpoint), adapter_dir)
+    model = for_inference(load_trained_adapter(rt.base_model(run, checkpoint), adapter_dir), rt.predict_dtype)
     outputs = {}
     jobs = [("test", test, test_out_path)]
     if fold is not None:

@@ -11,6 +11,8 @@ import torch
 
 from arenapref.config import ModelSettings
 from arenapref.errors import CheckpointError, ConfigError, DeviceError
+from arenapref.heads import unwrapped
+from arenapref.model_files import check_checkpoint_files
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,25 @@ def resolve_device(requested: str) -> torch.device:
             )
         return torch.device("cpu")
     return torch.device(requested)
+
+
+# cuBLAS's deterministic workspace setting (8 buffers of 4 MiB), which torch requires for
+# deterministic matrix products on CUDA 10.2 and later.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def use_deterministic_cuda(enabled: bool) -> None:
+    """train.deterministic on CUDA: deterministic kernels where torch has them cheaply, so that more of
+    a rerun with the same seed repeats. A transformer has no convolutions, so cuDNN's deterministic
+    choice costs nothing. With warn_only an op without a deterministic CUDA kernel warns instead of
+    failing; that includes the backward pass of SDPA's flash and memory-efficient attention, which
+    torch makes deterministic only without warn_only (docs/gpu.md, Determinism).
+    CUBLAS_WORKSPACE_CONFIG must be set before CUDA's first use (Runtime.create does)."""
+    torch.backends.cudnn.benchmark = False  # its autotuning may pick a different kernel each run
+    torch.backends.cudnn.deterministic = enabled
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    if enabled and os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in (":4096:8", ":16:8"):
+        log.warning("CUBLAS_WORKSPACE_CONFIG is not set to a deterministic value: matrix products may vary by run")
 
 
 def checkpoint_quantization(checkpoint: str | Path) -> str | None:
@@ -153,21 +174,11 @@ def inference_dtype(precision: str, device: torch.device, train_dtype: torch.dty
     return torch.float32
 
 
-def check_checkpoint(path: str | Path) -> Path:
-    """A clear message for the usual mistakes before transformers gives a long traceback."""
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(
-            f"model checkpoint not found: {path} is not a directory. Set model.checkpoint to a local "
-            "Hugging Face checkpoint, or leave it null to use the embedded default (prepare_model rule)."
-        )
-    config_file = path / "config.json"
-    if not config_file.exists():
-        raise CheckpointError(f"{path} has no config.json: not a Hugging Face checkpoint directory")
-    weights = list(path.glob("*.safetensors"))
-    if not weights:
-        raise CheckpointError(f"{path} has no *.safetensors weights (only safetensors checkpoints are loaded)")
-    model_type = json.loads(config_file.read_text()).get("model_type")
+def check_checkpoint(path: str | Path, tokenizer: str | Path | bool = True) -> Path:
+    """A clear message for an unusable checkpoint folder (missing, empty, incomplete) before
+    transformers gives a long traceback; `tokenizer` as in model_files.checkpoint_problem."""
+    path = check_checkpoint_files(path, tokenizer)
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
     if model_type != "llama":
         log.warning("checkpoint %s has model_type=%r; the pipeline is built and tested for llama", path, model_type)
     return path
@@ -228,7 +239,7 @@ def load_base_model(
     pipeline never generates, and the cache would hold every layer's keys and values of each batch."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    checkpoint = check_checkpoint(checkpoint)
+    checkpoint = check_checkpoint(checkpoint, tokenizer=False)  # the caller loads the tokenizer
     model_config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=settings.trust_remote_code)
     model_config.use_cache = False
     saved = checkpoint_quantization(checkpoint)
@@ -261,7 +272,7 @@ def load_base_model(
 
 def decoder_layers(model) -> torch.nn.ModuleList:
     """The decoder layers of a (possibly LoRA-wrapped) causal language model."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrapped(model)
     body = getattr(base, base.base_model_prefix, base)
     return body.layers
 
@@ -304,6 +315,34 @@ def attach_new_adapter(model, settings: ModelSettings):
         task_type=TaskType.CAUSAL_LM if settings.head == "sft" else TaskType.SEQ_CLS,
     )
     return get_peft_model(model, lora)
+
+
+def is_quantized(model) -> bool:
+    return any(type(m).__name__ in ("Linear4bit", "Linear8bitLt") for m in model.modules())
+
+
+def for_inference(model, dtype: torch.dtype):
+    """The model as inference should compute it (no training follows).
+
+    A LoRA adapter on unquantized weights is merged into them: its two small matrix products and the
+    sum per adapted projection took a fifth of a 135M model's CPU inference time. A quantized base
+    keeps the adapter apart (merging into 4-bit or 8-bit weights would round it away). Plain linear
+    layers are then stored in the arithmetic's dtype, which autocast would otherwise copy them into
+    on every batch; the results are the same, as autocast rounds the weights the same way. The
+    output embeddings stay as they are (often tied to the input embeddings, which set the residual
+    stream's precision), and so does the fp32 classification layer.
+    """
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel) and not is_quantized(model):
+        model = model.merge_and_unload()
+    if dtype != torch.float32:
+        output_embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        for module in model.modules():
+            if type(module) is torch.nn.Linear and module is not output_embeddings:
+                module.to(dtype)
+    model.eval()
+    return model
 
 
 def load_trained_adapter(model, adapter_dir: str | Path):

@@ -231,7 +231,7 @@ def predict_export(
     manifest = read_manifest(export_dir)
     run = RunConfig.from_config(options.settings(manifest["settings"]))
     folds = options.chosen_folds(manifest)
-    base_model = check_checkpoint(base_model)
+    base_model = check_checkpoint(base_model, export_dir / "tokenizer")  # the export ships its tokenizer
     test, _ = preprocess_test(test_csv)
     gpus = visible_gpu_count() if run.device != "cpu" else 0
     workers = max(1, min(options.workers or max(1, gpus), test.height))
@@ -382,7 +382,7 @@ def predict_shard(
     folds = options.chosen_folds(manifest)
     test, _ = preprocess_test(test_csv)
     rows = test[shard_rows(test, shards)[shard].tolist()]
-    predictor = FoldPredictor(export_dir, run, folds, check_checkpoint(base_model))
+    predictor = FoldPredictor(export_dir, run, folds, check_checkpoint(base_model, export_dir / "tokenizer"))
     probs = predictor.predict(predictor.encode(rows), folds, rows.height, run.predict.swap_tta)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as handle:

@@ -8,7 +8,9 @@ the row id and the field, so a user can find the offending line.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,15 @@ def parse_turns(raw: str | None, *, file: str | Path, row: object, field: str) -
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as err:
-        raise DataError(file, f"not valid JSON ({err.msg} at char {err.pos}): {raw[:80]!r}", row, field) from None
+        # Some of json's messages end in "at" ("Unterminated string starting at"): say it once.
+        where = f"{err.msg.removesuffix(' at')} at char {err.pos}"
+        raise DataError(file, f"not valid JSON ({where}): {raw[:80]!r}", row, field) from None
+    except RecursionError:
+        # json recurses once per bracket; a cell of a thousand nested lists would otherwise end the run
+        # with a traceback naming no row. A turn list has one level, so the depth itself is the error.
+        raise DataError(
+            file, f"nested too deeply (expected a flat JSON list of strings): {raw[:40]!r}", row, field
+        ) from None
     if not isinstance(value, list):
         raise DataError(file, f"expected a JSON list of strings, got {type(value).__name__}", row, field)
     turns = []
@@ -64,10 +74,134 @@ def _utf8_error(path: Path) -> DataError | None:
     return None
 
 
-def read_csv_strict(path: str | Path, expected: tuple[str, ...]) -> tuple[pl.DataFrame, list[str]]:
-    """Read a CSV with every column as text; check encoding and columns.
+@dataclass
+class CsvFile:
+    """A CSV file read with every column as text: the expected columns, blank lines left out."""
 
-    Returns the frame restricted to the expected columns and the list of extra columns ignored.
+    path: Path
+    frame: pl.DataFrame  # the expected columns, one row per record that is not a blank line
+    extra: list[str]  # columns present but not expected (ignored)
+    blank_lines: list[int]  # line numbers of the blank lines left out
+    starts: list[int] | None = None  # line where each row of `frame` starts, once the file has been scanned
+
+    def line(self, index: int) -> int:
+        """The line of the file where row `index` of the frame starts (a quoted cell may span lines)."""
+        if self.starts is None:
+            layout = scan_csv(self.path, strict=False)
+            self.starts = [start for start, blank in zip(layout.starts, layout.blank, strict=True) if not blank]
+        return self.starts[index]
+
+
+@dataclass
+class CsvLayout:
+    """Where each record after the header starts, and which records are blank lines."""
+
+    starts: list[int]
+    blank: list[bool]
+
+
+# RFC 4180 cells, matched without backtracking (possessive) so a quote left open costs one pass.
+_QUOTED_CELL = re.compile(r'"(?:[^"]++|"")*+"')
+_PLAIN_CELL = re.compile(r'(?:[^,"\r\n]++|\r(?!\n))*+')
+_PLAIN_CELL_WITH_QUOTES = re.compile(r"(?:[^,\r\n]++|\r(?!\n))*+")  # a quote after its start taken as text
+_BLANK_LINE = re.compile(r"[ \t]*+(?:\r?\n|\Z)")
+
+
+def _excerpt(text: str, pos: int, before: int = 0) -> str:
+    """Up to 40 characters of the line at `pos`, starting up to `before` ahead of it, as a literal:
+    enough to find the spot in an editor, never a whole row."""
+    start = max(text.rfind("\n", 0, pos) + 1, pos - before)
+    end = text.find("\n", start, start + 40)
+    return repr(text[start : start + 40 if end < 0 else end].removesuffix("\r"))
+
+
+def scan_csv(path: str | Path, strict: bool = True) -> CsvLayout:
+    """Walk the file's records the way a strict CSV reader does, counting lines, to name the line of a
+    structure problem: a quote left open, a quote inside an unquoted cell, text after a closing quote,
+    a record with more or fewer cells than the header. polars reports these without a line number
+    (or, for a short record, not at all), so this pass runs when polars fails or a row looks short.
+    With strict False a quote inside an unquoted cell is text, as polars read it when it did not fail."""
+    plain = _PLAIN_CELL if strict else _PLAIN_CELL_WITH_QUOTES
+    path = Path(path)
+    text = path.read_bytes().decode("utf-8")  # not read_text: it would turn \r\n into \n
+    header: list[str] | None = None
+    layout = CsvLayout([], [])
+    pos, line = 0, 1
+    while pos < len(text):
+        record_start, record_line = pos, line
+        blank = _BLANK_LINE.match(text, pos)
+        if blank:
+            # polars skips empty lines ahead of the header but takes a line of spaces for it; later
+            # blank lines it reads as rows (of nulls).
+            if header is None and blank.group().strip("\r\n"):
+                raise DataError(
+                    path, "a line of spaces before the header (the first line must name the columns)", line=line
+                )
+            if header is not None:
+                layout.starts.append(record_line)
+                layout.blank.append(True)
+            pos, line = blank.end(), line + 1
+            continue
+        cells: list[str] = []  # every cell of the header; of a row, only the first (its id, for messages)
+        count = 0
+        while True:
+            field = header[count] if header is not None and count < len(header) else None
+            row = cells[0] if header is not None and cells and len(cells[0]) <= 20 else None
+            cell_start, cell_line = pos, line
+            quoted = text.startswith('"', pos)
+            match = (_QUOTED_CELL if quoted else plain).match(text, pos)
+            if match is None:
+                problem = "a quoted cell is never closed (it runs to the end of the file)"
+                raise DataError(path, f"{problem}: {_excerpt(text, pos)}", row, field, line)
+            line += text.count("\n", pos, match.end())
+            if header is None or count == 0:
+                cells.append(match.group()[1:-1].replace('""', '"') if quoted else match.group())
+            count += 1
+            pos = match.end()
+            if pos == len(text):
+                break
+            if text.startswith(("\n", "\r\n"), pos):
+                pos, line = text.index("\n", pos) + 1, line + 1
+                break
+            if text[pos] == ",":
+                pos += 1
+                continue
+            near = _excerpt(text, pos, 20)
+            if not quoted:
+                problem = "a quote inside an unquoted cell (quote the whole cell, doubling the quotes in it)"
+            elif line > cell_line:
+                # The quote that closed this cell is on a later line: most likely the cell's closing quote is
+                # missing and the next row's first quote was taken for it.
+                problem = f"a quoted cell is not closed on its line (the next quote is on line {line})"
+                line, near = cell_line, _excerpt(text, cell_start)
+            else:
+                problem = "text after a closing quote (a quote inside a quoted cell must be doubled)"
+            raise DataError(path, f"{problem}: {near}", row, field, line)
+        if header is None:
+            header = cells
+        elif count != len(header):
+            row = cells[0] if len(cells[0]) <= 20 else None
+            excerpt = _excerpt(text, record_start)
+            raise DataError(path, f"{count} cells where the header has {len(header)}: {excerpt}", row, line=record_line)
+        else:
+            layout.starts.append(record_line)
+            layout.blank.append(False)
+    return layout
+
+
+def _structure_error(path: Path) -> DataError | None:
+    try:
+        scan_csv(path)
+    except DataError as err:
+        return err
+    return None
+
+
+def read_csv_strict(path: str | Path, expected: tuple[str, ...]) -> CsvFile:
+    """Read a CSV with every column as text; check encoding, structure and columns.
+
+    Blank lines (which polars reads as rows of nulls) are left out of the frame and listed, so the
+    caller can count them; a structure problem is an error naming its line.
     """
     path = Path(path)
     if not path.exists():
@@ -79,15 +213,30 @@ def read_csv_strict(path: str | Path, expected: tuple[str, ...]) -> tuple[pl.Dat
     try:
         frame = pl.read_csv(path, infer_schema=False)
     except pl.exceptions.PolarsError as err:
-        # polars checks UTF-8 itself; the slow scan only runs to say where the bad byte is.
-        raise (_utf8_error(path) or DataError(path, f"cannot be read as CSV: {err}")) from None
+        # polars checks UTF-8 itself; the slow scans only run to say where the bad byte or quote is.
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise (
+            _utf8_error(path) or _structure_error(path) or DataError(path, f"cannot be read as CSV: {reason}")
+        ) from None
     missing = [c for c in expected if c not in frame.columns]
     if missing:
         raise DataError(path, f"missing column(s) {missing}; expected {list(expected)}, found {frame.columns}")
     extra = [c for c in frame.columns if c not in expected]
-    if frame.height == 0:
+    csv = CsvFile(path, frame.select(expected), extra, [])
+    # polars pads a short record with nulls and reads a blank line as a row of nulls (or of one blank
+    # cell): only then is the last column null, and only then is the file scanned for its lines.
+    if frame[frame.columns[-1]].is_null().any():
+        layout = scan_csv(path, strict=False)
+        if len(layout.starts) != frame.height:
+            found = f"polars read {frame.height} rows, a line-by-line scan {len(layout.starts)}"
+            raise DataError(path, f"cannot be read as CSV: {found}; check the quoting")
+        keep = pl.Series([not blank for blank in layout.blank])
+        csv.frame = csv.frame.filter(keep)
+        csv.blank_lines = [start for start, blank in zip(layout.starts, layout.blank, strict=True) if blank]
+        csv.starts = [start for start, blank in zip(layout.starts, layout.blank, strict=True) if not blank]
+    if csv.frame.height == 0:
         raise DataError(path, "has a header but no rows")
-    return frame.select(expected), extra
+    return csv
 
 
 # The strict grammar of a cell that polars may decode in bulk: a JSON list whose items are strings
@@ -171,15 +320,21 @@ def parse_text_columns(
     return parsed
 
 
-def parse_ids(frame: pl.DataFrame, file: str | Path) -> list[int]:
-    """Ids must be unique integers."""
+def parse_ids(frame: pl.DataFrame, file: str | Path, line: Callable[[int], int] | None = None) -> list[int]:
+    """Ids must be unique integers. `line` gives a row's line in the file (CsvFile.line); without it,
+    row i is taken to be on line i + 2 (after the header, no cell spanning lines)."""
     raw = frame["id"]
     ids = raw.str.strip_chars().cast(pl.Int64, strict=False)
     bad = ids.is_null()
     if bad.any():
         index = int(bad.arg_true()[0])
         value = raw[index]
-        raise DataError(file, f"id {value!r} on line {index + 2} is not an integer", value, "id")
+        where = line(index) if line is not None else index + 2
+        if value is None or not value.strip():
+            raise DataError(file, "id is empty", None, "id", where)
+        if re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+            raise DataError(file, f"id {value!r} is out of the 64-bit integer range", None, "id", where)
+        raise DataError(file, f"id {value!r} is not an integer", None, "id", where)
     repeated = ~ids.is_first_distinct()
     if repeated.any():
         raise DataError(file, "duplicate id", int(ids.filter(repeated)[0]), "id")

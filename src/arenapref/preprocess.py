@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from arenapref.folds import assign_folds, prompt_groups
+from arenapref.folds import MAX_TURN_ROWS, MIN_TURN_CHARS, assign_folds, left_out_turns, prompt_groups
 from arenapref.parsing import (
     TEST_COLUMNS,
     TEXT_COLUMNS,
     TRAIN_COLUMNS,
+    CsvFile,
     DataError,
     parse_ids,
     parse_labels,
@@ -39,7 +40,17 @@ class DataReport:
     rows_kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     dropped_ids: dict[str, list[int]] = field(default_factory=dict)
+    dropped_lines: dict[str, list[int]] = field(default_factory=dict)  # dropped records without an id: their lines
     ignored_columns: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of_csv(cls, file: str, csv: CsvFile) -> DataReport:
+        """Every record after the header is a row in; blank lines are dropped here, by line number."""
+        report = cls(file=file, rows_in=csv.frame.height + len(csv.blank_lines), ignored_columns=csv.extra)
+        if csv.blank_lines:
+            report.dropped["blank_line"] += len(csv.blank_lines)
+            report.dropped_lines["blank_line"] = list(csv.blank_lines)
+        return report
 
     def drop_many(self, reason: str, row_ids: list[int]) -> None:
         self.dropped[reason] += len(row_ids)
@@ -59,6 +70,7 @@ class DataReport:
             "dropped": dict(sorted(self.dropped.items())),
             "dropped_total": sum(self.dropped.values()),
             "dropped_ids_sample": {k: v[:20] for k, v in sorted(self.dropped_ids.items())},
+            "dropped_lines_sample": {k: v[:20] for k, v in sorted(self.dropped_lines.items())},
             "ignored_columns": self.ignored_columns,
         }
 
@@ -112,11 +124,19 @@ def _repeats(table: pl.DataFrame, among: pl.Expr) -> np.ndarray:
     return repeat
 
 
-def preprocess_train(path: str | Path, n_folds: int, seed: int) -> tuple[pl.DataFrame, DataReport]:
+def preprocess_train(
+    path: str | Path,
+    n_folds: int,
+    seed: int,
+    max_turn_rows: int | None = MAX_TURN_ROWS,
+    min_turn_chars: int = MIN_TURN_CHARS,
+) -> tuple[pl.DataFrame, DataReport]:
+    """Parsed, cleaned train rows with their prompt group and fold; the last two arguments are
+    folds.max_turn_rows and folds.min_turn_chars (see prompt_groups)."""
     file = str(path)
-    frame, extra = read_csv_strict(path, TRAIN_COLUMNS)
-    report = DataReport(file=file, rows_in=frame.height, ignored_columns=extra)
-    ids = parse_ids(frame, file)
+    csv = read_csv_strict(path, TRAIN_COLUMNS)
+    frame, report = csv.frame, DataReport.of_csv(file, csv)
+    ids = parse_ids(frame, file, csv.line)
     labels = parse_labels(frame, ids, file)
     texts = parse_text_columns(frame, TEXT_COLUMNS, ids, file)
 
@@ -134,7 +154,7 @@ def preprocess_train(path: str | Path, n_folds: int, seed: int) -> tuple[pl.Data
     report.check_balance()
     if kept.height == 0:
         raise DataError(file, "no usable rows left after dropping missing, empty and duplicate rows")
-    groups = prompt_groups(kept["prompt"])
+    groups = prompt_groups(kept["prompt"], max_turn_rows, min_turn_chars)
     try:
         folds = assign_folds(kept["label"].to_numpy(), groups, n_folds, seed)
     except ValueError as err:
@@ -147,9 +167,9 @@ def preprocess_train(path: str | Path, n_folds: int, seed: int) -> tuple[pl.Data
 
 def preprocess_test(path: str | Path) -> tuple[pl.DataFrame, DataReport]:
     file = str(path)
-    frame, extra = read_csv_strict(path, TEST_COLUMNS)
-    report = DataReport(file=file, rows_in=frame.height, ignored_columns=extra)
-    ids = parse_ids(frame, file)
+    csv = read_csv_strict(path, TEST_COLUMNS)
+    frame, report = csv.frame, DataReport.of_csv(file, csv)
+    ids = parse_ids(frame, file, csv.line)
     texts = parse_text_columns(frame, TEXT_COLUMNS, ids, file)
     # A missing cell in test becomes an empty conversation: the row still needs a prediction.
     empty = pl.lit(pl.Series([[""]], dtype=pl.List(pl.String)))
@@ -160,14 +180,42 @@ def preprocess_test(path: str | Path) -> tuple[pl.DataFrame, DataReport]:
     return _with_lengths(table).select("id", *TEXT_COLUMNS, *_LENGTH_COLUMNS), report
 
 
-def summarize(train: pl.DataFrame) -> dict:
-    """Label and fold counts for the data report."""
+def summarize(
+    train: pl.DataFrame,
+    max_turn_rows: int | None = MAX_TURN_ROWS,
+    min_turn_chars: int = MIN_TURN_CHARS,
+    top_turns: int = 20,
+) -> dict:
+    """Label and fold counts for the data report; the grouping rule's arguments are those
+    preprocess_train grouped with, to name the turns it left out."""
     labels = Counter(train["label"].to_list())
-    folds = train.group_by("fold").agg(pl.len().alias("rows")).sort("fold")
+    folds = (
+        train.group_by("fold")
+        .agg(pl.len().alias("rows"), *((pl.col("label") == k).mean().alias(name) for k, name in enumerate(LABEL_NAMES)))
+        .sort("fold")
+    )
+    sizes = folds["rows"].to_numpy()
+    shares = folds.select(LABEL_NAMES).to_numpy()
+    largest = int(train["group"].value_counts()["count"].max())
+    left_out = left_out_turns(train["prompt"], max_turn_rows, min_turn_chars)
     return {
         "label_counts": {LABEL_NAMES[k]: labels.get(k, 0) for k in range(3)},
-        "fold_rows": {str(f): n for f, n in folds.iter_rows()},
+        "fold_rows": {str(f): n for f, n in folds.select("fold", "rows").iter_rows()},
+        "fold_label_shares": {
+            str(row["fold"]): {name: round(row[name], 4) for name in LABEL_NAMES} for row in folds.iter_rows(named=True)
+        },
+        # (largest - smallest) / mean fold, and the widest gap of one label's share between folds.
+        "fold_rows_spread": round(float((sizes.max() - sizes.min()) / sizes.mean()), 4),
+        "fold_label_share_spread": round(float((shares.max(axis=0) - shares.min(axis=0)).max()), 4),
         "prompt_groups": train["group"].n_unique(),
         # Rows sharing a prompt turn stay in one fold; a huge group would unbalance the folds.
-        "largest_prompt_group": int(train["group"].value_counts()["count"].max()),
+        "largest_prompt_group": largest,
+        "largest_prompt_group_share": round(largest / train.height, 4),
+        "grouping": {
+            "max_turn_rows": max_turn_rows,
+            "min_turn_chars": min_turn_chars,
+            # Turns found in several distinct prompts that join none of them: too short or too common.
+            "turns_left_out": left_out.height,
+            "most_frequent_turns_left_out": left_out.head(top_turns).to_dicts(),
+        },
     }

@@ -223,15 +223,29 @@ def data_table(data_report: dict, path: str | Path) -> None:
         rows.append([split, part["file"], part["rows_in"], part["rows_kept"], part["dropped_total"], reasons])
     parts = [_table(["", "file", "rows read", "rows kept", "rows dropped", "dropped, by reason"], rows)]
     labels = [[name, count] for name, count in data_report.get("label_counts", {}).items()]
-    folds = [[f"fold {f}", n] for f, n in data_report.get("fold_rows", {}).items()]
+    shares = data_report.get("fold_label_shares", {})
+    label_names = list(data_report.get("label_counts", {}))
+    folds = [
+        [f"fold {f}", n, *(shares.get(f, {}).get(name) for name in label_names)]
+        for f, n in data_report.get("fold_rows", {}).items()
+    ]
+    grouping = data_report.get("grouping", {})
+    left_out = [[t["turn"], t["rows"], t["reason"]] for t in grouping.get("most_frequent_turns_left_out", [])]
     parts += [
         "<h4>Labels (kept training rows)</h4>",
         _table(["winner", "rows"], labels),
         "<h4>Folds (grouped by prompt)</h4>",
-        _table(["", "rows"], folds),
+        _table(["", "rows", *(f"share {name}" for name in label_names)], folds),
         f"<p>{data_report.get('prompt_groups', '?')} prompt groups; the largest has "
-        f"{data_report.get('largest_prompt_group', '?')} rows.</p>",
+        f"{data_report.get('largest_prompt_group', '?')} rows "
+        f"({_cell(data_report.get('largest_prompt_group_share'))} of them).</p>",
     ]
+    if grouping:
+        parts += [
+            f"<h4>Turns that group no rows ({grouping['turns_left_out']}; in more than "
+            f"{grouping['max_turn_rows']} rows or under {grouping['min_turn_chars']} characters)</h4>",
+            _table(["turn", "rows", "why"], left_out),
+        ]
     write_text_atomic(path, _page("Data", *parts))
 
 

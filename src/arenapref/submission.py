@@ -31,8 +31,8 @@ def average_folds(test_paths: Sequence[str | Path]) -> pl.DataFrame:
 
 
 def sample_submission_ids(path: str | Path) -> list[int]:
-    frame, _ = read_csv_strict(path, SUBMISSION_COLUMNS)
-    return parse_ids(frame, path)
+    csv = read_csv_strict(path, SUBMISSION_COLUMNS)
+    return parse_ids(csv.frame, path, csv.line)
 
 
 def validate_submission(submission: pl.DataFrame, expected_ids: Sequence[int], tolerance: float = 1e-6) -> None:

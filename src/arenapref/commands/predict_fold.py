@@ -6,6 +6,7 @@ from pathlib import Path
 
 from arenapref.cli import command, fold_arg
 from arenapref.config import RunConfig, load_config_arg
+from arenapref.model_files import check_checkpoint_files
 
 
 @command
@@ -20,6 +21,8 @@ def main() -> int:
     parser.add_argument("--out-oof", type=Path, help="parquet of out-of-fold probabilities (not for full)")
     parser.add_argument("--out-test", required=True, type=Path, help="parquet of test probabilities")
     args = parser.parse_args()
+    # Before torch and transformers load: a missing, empty or incomplete checkpoint is one line.
+    check_checkpoint_files(args.checkpoint)
 
     from arenapref.jobs import predict_fold
 

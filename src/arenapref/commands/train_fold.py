@@ -5,6 +5,7 @@ from pathlib import Path
 
 from arenapref.cli import command, fold_arg
 from arenapref.config import RunConfig, load_config_arg
+from arenapref.model_files import check_checkpoint_files
 
 
 @command
@@ -18,6 +19,8 @@ def main() -> int:
     parser.add_argument("--log", required=True, type=Path, help="training log (JSON, with the loss curve)")
     parser.add_argument("--resume-dir", required=True, type=Path, help="per-chunk resume state")
     args = parser.parse_args()
+    # Before torch and transformers load: a missing, empty or incomplete checkpoint is one line.
+    check_checkpoint_files(args.checkpoint)
 
     from arenapref.jobs import train_fold
 
