@@ -33,7 +33,8 @@ def main() -> int:
 
     import yaml
 
-    from arenapref.bench.gpu_check import check_table, run_gpu_check, settings_for, tiny_shape
+    from arenapref.bench.gpu_check import run_gpu_check, settings_for, tiny_shape
+    from arenapref.bench.report import check_table
     from arenapref.config import RunConfig, validate_config
     from arenapref.io import atomic_path, write_json_atomic
     from arenapref.modeling import resolve_device

@@ -65,6 +65,35 @@ def real_or_sample_csv(tmp_path) -> Path:
     return tmp_path / "sample" / "train.csv"
 
 
+FAKE_GPU_CHECK = {
+    "machine": {
+        "gpu": "NVIDIA H200",
+        "memory_gib": 139.8,
+        "capability": "9.0",
+        "device": "cuda:0",
+        "torch": "2.13.0",
+        "transformers": "5.23.0",
+        "peft": "0.21.2",
+    },
+    "date": "2026-11-28",
+    "quantization": "nf4",
+    "seconds": 300.0,
+    "training": [
+        {
+            "dtype": "bfloat16",
+            "gradient_checkpointing": True,
+            "rows": 4,
+            "length": 2048,
+            "measured_peak_gib": 7.1,
+            "planned_peak_gib": 7.6,
+            "planned_over_measured": 1.07,
+            "tokens_per_second": 5000.0,
+        }
+    ],
+    "inference": [{"error": "RuntimeError: CUDA out of memory"}],
+}
+
+
 def run_quick_benchmark(tmp_path: Path, checkpoint: Path, *extra: str) -> tuple[Path, Path]:
     """arenapref-benchmark --quick on a 200-row generated sample; the JSON and markdown it wrote."""
     from arenapref.sample_data import write_sample
@@ -101,37 +130,63 @@ def run_quick_benchmark(tmp_path: Path, checkpoint: Path, *extra: str) -> tuple[
 
 @pytest.mark.slow
 def test_quick_benchmark_produces_every_number(tmp_path, tiny_checkpoint):
-    out_json, out_md = run_quick_benchmark(tmp_path, tiny_checkpoint)
+    gpu_check = tmp_path / "gpu_check.json"
+    gpu_check.write_text(json.dumps(FAKE_GPU_CHECK))
+    out_json, out_md = run_quick_benchmark(tmp_path, tiny_checkpoint, "--gpu-check", str(gpu_check))
     results = json.loads(out_json.read_text())
     inference, training, pre = results["inference"], results["training"], results["preprocessing"]
     assert results["mode"] == "quick"
     assert all(rate > 1e8 for rate in results["matmul_flops_per_s"].values())
-    for side in (inference["ours"], inference["baseline"]):
+    for side in (inference["ours"], inference["tuned"], inference["baseline"]):
         assert side["real_tokens_per_s"] > 0 and 0 < side["padding_efficiency"] <= 1
         assert 0 < side["fraction_of_matmul_rate"] < 5
     # Sorted, token-budget batches pad less than the baseline's batches of 8 in file order.
     assert inference["ours"]["padding_efficiency"] >= inference["baseline"]["padding_efficiency"]
     # Same model, same ids, same precision: the two inference paths compute the same probabilities.
     assert inference["max_probability_difference"] < 1e-3
+    # The tuned Trainer predicts in ours' precision over sorted rows, and gives the rows back in order.
+    assert inference["tuned"]["dtype"] == inference["ours"]["dtype"]
+    assert inference["tuned_max_probability_difference"] < 0.05
     if "ours_same_precision" in inference:  # bf16 inference on a CPU that has it
         assert inference["ours"]["dtype"] == "bfloat16" and inference["ours_same_precision"]["dtype"] == "float32"
         assert inference["precision_max_probability_difference"] < 0.1
     assert inference["baseline"]["dtype"] == "float32"  # the Trainer on a CPU
-    assert training["ours"]["optimizer_steps"] == training["baseline"]["optimizer_steps"] == 2
-    # (Two steps of 16 rows are too few for length buckets to show; the full run reports it.)
-    assert 0 < training["ours"]["padding_efficiency"] <= 1 and 0 < training["baseline"]["padding_efficiency"] <= 1
-    for side in (training["ours"], training["baseline"]):
+    sides = (training["ours"], training["tuned"], training["baseline"])
+    assert {side["optimizer_steps"] for side in sides} == {2}
+    # The tuned Trainer takes ours' batch shape and precision.
+    assert (training["tuned"]["batch_size"], training["tuned"]["grad_accum"]) == (
+        training["ours"]["batch_size"],
+        training["ours"]["grad_accum"],
+    )
+    assert training["tuned"]["dtype"] == training["ours"]["dtype"]
+    for side in sides:
         assert side["real_tokens_per_s"] > 0 and np.isfinite(side["log_loss"])
+        assert 0 < side["padding_efficiency"] <= 1 and 0 < side["fraction_of_matmul_rate"] < 5
     # The paired difference is the difference of the two means, with a standard error beside it.
     assert training["log_loss_difference"] == pytest.approx(
         training["ours"]["log_loss"] - training["baseline"]["log_loss"], abs=1e-9
     )
-    assert training["log_loss_difference_se"] > 0
+    assert training["log_loss_difference_over_tuned"] == pytest.approx(
+        training["ours"]["log_loss"] - training["tuned"]["log_loss"], abs=1e-9
+    )
+    assert training["log_loss_difference_se"] > 0 and training["log_loss_difference_over_tuned_se"] > 0
     assert training["ours"]["dtype"] in ("float32", "bfloat16") and training["baseline"]["dtype"] == "float32"
     assert pre["rows"] == 2000 and pre["ours"]["rows_out"] > 0 and pre["baseline"]["rows_out"] > 0
-    assert set(results["targets"]) >= {"inference_tokens_per_s_ratio", "preprocessing_speedup", "padding_efficiency"}
+    assert set(results["targets"]) == {
+        "inference_tokens_per_s_over_tuned",
+        "training_tokens_per_s_over_tuned",
+        "inference_fraction_of_matmul_rate",
+        "padding_efficiency",
+        "preprocessing_speedup",
+        "preprocessing_peak_memory_ratio",
+        "training_held_out_log_loss_vs_tuned",
+    }
+    assert results["targets"]["inference_tokens_per_s_over_tuned"]["measured"] == inference["speedup_over_tuned"]
     table = out_md.read_text()
+    assert "| measure | ours | tuned Trainer | original | ours / tuned | ours / original |" in table
     assert "inference real tokens/s" in table and "preprocessing seconds (2,000 rows" in table
+    # The GPU section shows the GPU check's figures when it has run.
+    assert "GPU check on NVIDIA H200" in table and "| nf4 bfloat16 + checkpointing | 4 x 2048 | 7.1 |" in table
 
 
 @pytest.mark.slow
@@ -151,10 +206,18 @@ def test_oof_comparison_scores_every_fold(tmp_path, tiny_checkpoint):
     out_json, out_md = run_quick_benchmark(tmp_path, tiny_checkpoint, "--oof-comparison", "2")
     study = json.loads(out_json.read_text())
     assert sorted(study["per_fold"]) == ["0", "1"] and study["data"]["folds"] == 2
-    for side in ("ours", "original"):
+    for side in ("ours", "tuned", "original"):
         assert np.isfinite(study[side]["log_loss"]) and study[side]["optimizer_steps"] > 0
-    assert np.isfinite(study["log_loss_difference"]) and study["log_loss_difference_se"] > 0
-    assert "| all |" in out_md.read_text()
+    # The tuned Trainer takes ours' batch shape, so it takes as many optimizer steps.
+    assert study["tuned"]["optimizer_steps"] == study["ours"]["optimizer_steps"]
+    assert (study["tuned"]["batch_size"], study["tuned"]["grad_accum"]) == (
+        study["ours"]["batch_size"],
+        study["ours"]["grad_accum"],
+    )
+    for side in ("tuned", "original"):
+        assert np.isfinite(study[f"log_loss_difference_{side}"]) and study[f"log_loss_difference_{side}_se"] > 0
+    table = out_md.read_text()
+    assert "| all |" in table and "Ours - the tuned Trainer:" in table
 
 
 def test_large_model_path_runs_on_a_small_shape(tmp_path, tiny_checkpoint):

@@ -258,23 +258,26 @@ def parse_text_columns(
 ) -> dict[str, pl.Series]:
     """Parse JSON-list columns into lists of turn texts; null where a cell is missing.
 
-    Same result as parse_turns on every cell. Polars decodes the cells in bulk; the cells it may
-    get wrong (not starting as a list, escaped surrogates, items that were not strings) and the
-    cells it cannot decode go through parse_turns one by one, which handles them or names the problem.
+    The columns are taken out of `frame` (it keeps the others): one column's raw text is freed as
+    soon as it is decoded, so the raw and decoded forms of all three are never held at once (peak
+    memory stays under the pandas baseline's at the competition's size).
     """
-    flags = frame.select(
-        *(pl.col(c).str.contains(STARTS_AS_LIST).fill_null(False).alias(f"{c}:list") for c in columns),
-        *(pl.col(c).str.contains(SURROGATE_ESCAPE).fill_null(False).alias(f"{c}:surrogate") for c in columns),
-    )
-    candidate = {c: flags[f"{c}:list"] & ~flags[f"{c}:surrogate"] for c in columns}
+    return {column: parse_text_column(frame.drop_in_place(column), ids, file) for column in columns}
 
-    def decode(pick: dict[str, pl.Series] | None) -> pl.DataFrame:
-        return frame.select(
-            (pl.col(c) if pick is None else pl.when(pl.lit(pick[c])).then(pl.col(c)).otherwise(None))
-            .str.json_decode(TURNS)
-            .alias(c)
-            for c in columns
-        )
+
+def parse_text_column(raw: pl.Series, ids: list[int], file: str | Path) -> pl.Series:
+    """One column of JSON lists to lists of turn texts, the same as parse_turns on every cell.
+
+    Polars decodes the cells in bulk; the cells it may get wrong (not starting as a list, escaped
+    surrogates, items that were not strings) and the cells it cannot decode go through parse_turns
+    one by one, which handles them or names the problem.
+    """
+    column = raw.name
+    candidate = raw.str.contains(STARTS_AS_LIST).fill_null(False) & ~raw.str.contains(SURROGATE_ESCAPE).fill_null(False)
+
+    def decode(pick: pl.Series | None) -> pl.Series:
+        cells = raw if pick is None else pl.select(pl.when(pick).then(raw).otherwise(None)).to_series()
+        return cells.str.json_decode(TURNS)
 
     try:  # the usual case: every cell strict JSON, decoded whole (masking the column costs a copy)
         decoded = decode(None)
@@ -282,42 +285,31 @@ def parse_text_columns(
         try:  # a lone surrogate polars rejects: leave the surrogate cells to parse_turns
             decoded = decode(candidate)
         except pl.exceptions.PolarsError:  # some cell is not a list of strings: find it with the grammar
-            strict = frame.select(pl.col(c).str.contains(LIST_OF_STRINGS).fill_null(False) for c in columns)
-            candidate = {c: candidate[c] & strict[c] for c in columns}
+            candidate = candidate & raw.str.contains(LIST_OF_STRINGS).fill_null(False)
             decoded = decode(candidate)
 
     # Polars turns number and boolean items into text. A cell whose items are all strings or null has
     # two quotes per string item plus one per escaped quote inside them; a cell with any other item
     # (or a quote written as \u0022) has fewer, and takes the slow path.
     quotes = pl.element().str.count_matches('"', literal=True)
-    checks = pl.concat([frame.select(pl.col(c).alias(f"{c}:raw") for c in columns), decoded], how="horizontal")
-    checked = checks.select(
-        *(
-            (
-                pl.col(f"{c}:raw").str.count_matches('"', literal=True) - pl.col(c).list.eval(quotes).list.sum()
-                == 2 * (pl.col(c).list.len() - pl.col(c).list.eval(pl.element().is_null()).list.sum())
-            )
-            .fill_null(False)
-            .alias(f"{c}:exact")
-            for c in columns
-        ),
-        *(pl.col(c).list.eval(pl.element().fill_null("")).cast(TURNS) for c in columns),
-    )
-    parsed = {}
-    for column in columns:
-        bulk = (candidate[column] & checked[f"{column}:exact"]).to_numpy()
-        series = checked[column]
-        slow = np.flatnonzero(~bulk & frame[column].is_not_null().to_numpy())
-        if len(slow):
-            values = frame[column].gather(slow).to_list()
-            # Position 0 is a null; slow row k takes the k-th parsed value, every other row the null.
-            cells = [parse_turns(v, file=file, row=ids[i], field=column) for v, i in zip(values, slow, strict=True)]
-            patch = pl.Series([None, *cells], dtype=TURNS)
-            pick = np.zeros(frame.height, dtype=np.int64)
-            pick[slow] = np.arange(1, len(slow) + 1)
-            series = pl.select(pl.when(pl.lit(pl.Series(bulk))).then(series).otherwise(patch.gather(pick))).to_series()
-        parsed[column] = series.alias(column)
-    return parsed
+    null_items = decoded.list.eval(pl.element().is_null()).list.sum()
+    exact = (
+        raw.str.count_matches('"', literal=True) - decoded.list.eval(quotes).list.sum()
+        == 2 * (decoded.list.len() - null_items)
+    ).fill_null(False)
+    if (null_items.fill_null(0) > 0).any():  # a null turn becomes empty text; copying the column only then
+        decoded = decoded.list.eval(pl.element().fill_null("")).cast(TURNS)
+    bulk = (candidate & exact).to_numpy()
+    slow = np.flatnonzero(~bulk & raw.is_not_null().to_numpy())
+    if len(slow):
+        values = raw.gather(slow).to_list()
+        # Position 0 is a null; slow row k takes the k-th parsed value, every other row the null.
+        cells = [parse_turns(v, file=file, row=ids[i], field=column) for v, i in zip(values, slow, strict=True)]
+        patch = pl.Series([None, *cells], dtype=TURNS)
+        pick = np.zeros(len(raw), dtype=np.int64)
+        pick[slow] = np.arange(1, len(slow) + 1)
+        decoded = pl.select(pl.when(pl.lit(pl.Series(bulk))).then(decoded).otherwise(patch.gather(pick))).to_series()
+    return decoded.alias(column)
 
 
 def parse_ids(frame: pl.DataFrame, file: str | Path, line: Callable[[int], int] | None = None) -> list[int]:

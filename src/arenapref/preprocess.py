@@ -175,7 +175,7 @@ def preprocess_test(path: str | Path) -> tuple[pl.DataFrame, DataReport]:
     empty = pl.lit(pl.Series([[""]], dtype=pl.List(pl.String)))
     table = pl.DataFrame({"id": pl.Series(ids, dtype=pl.Int64), **texts})
     table = table.with_columns(pl.col(c).fill_null(empty) for c in TEXT_COLUMNS)
-    report.rows_kept = frame.height
+    report.rows_kept = len(ids)
     report.check_balance()
     return _with_lengths(table).select("id", *TEXT_COLUMNS, *_LENGTH_COLUMNS), report
 

@@ -1,8 +1,10 @@
-"""The original notebook's way of training and predicting, for comparison only.
+"""Hugging Face Trainer set up two ways, for comparison only; the pipeline never uses this code.
 
-Hugging Face Trainer with DataCollatorWithPadding over rows in dataset order (inference) or
-shuffled (training): every batch is padded to its longest row. The pipeline itself never uses
-this code.
+ORIGINAL is the notebook's: DataCollatorWithPadding over rows in dataset order (inference) or
+shuffled (training), every batch padded to its longest row, fp32 on a CPU. `tuned` is what a user
+after speed would pick: `train_sampling_strategy="group_by_length"` (LengthGroupedSampler),
+prediction over rows sorted by length, the same batch shape as ours, and bf16 autocast where the
+hardware multiplies it (the Trainer's mixed precision also on a CPU).
 """
 
 from __future__ import annotations
@@ -14,6 +16,34 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+
+@dataclass(frozen=True)
+class TrainerSetup:
+    """How a Trainer comparison side is configured."""
+
+    name: str
+    batch_size: int = 4
+    grad_accum: int = 4
+    predict_batch_size: int = 8
+    group_by_length: bool = False
+    sort_for_prediction: bool = False
+    mixed_precision_on_cpu: bool = False  # the Trainer's autocast also on a CPU (bf16 only)
+
+
+ORIGINAL = TrainerSetup("original")
+
+
+def tuned(predict_batch_size: int, native_bf16: bool, batch_size: int = 4, grad_accum: int = 4) -> TrainerSetup:
+    return TrainerSetup(
+        "tuned Trainer",
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        predict_batch_size=predict_batch_size,
+        group_by_length=True,
+        sort_for_prediction=True,
+        mixed_precision_on_cpu=native_bf16,
+    )
 
 
 @dataclass
@@ -58,9 +88,10 @@ class RowsDataset(torch.utils.data.Dataset):
         return item
 
 
-def _arguments(out_dir: str, device: torch.device, dtype: torch.dtype, **overrides):
+def _arguments(out_dir: str, device: torch.device, dtype: torch.dtype, setup: TrainerSetup, **overrides):
     from transformers import TrainingArguments
 
+    mixed = device.type == "cuda" or (setup.mixed_precision_on_cpu and dtype == torch.bfloat16)
     return TrainingArguments(
         output_dir=out_dir,
         report_to="none",
@@ -69,27 +100,36 @@ def _arguments(out_dir: str, device: torch.device, dtype: torch.dtype, **overrid
         disable_tqdm=True,
         dataloader_pin_memory=device.type == "cuda",
         use_cpu=device.type != "cuda",
-        bf16=device.type == "cuda" and dtype == torch.bfloat16,
-        fp16=device.type == "cuda" and dtype == torch.float16,
+        bf16=mixed and dtype == torch.bfloat16,
+        fp16=mixed and dtype == torch.float16,
         **overrides,
     )
 
 
 def trainer_predict(
-    model, tokenizer, input_ids: Sequence[Sequence[int]], device: torch.device, dtype: torch.dtype, batch_size: int = 8
+    model,
+    tokenizer,
+    input_ids: Sequence[Sequence[int]],
+    device: torch.device,
+    dtype: torch.dtype,
+    setup: TrainerSetup = ORIGINAL,
 ) -> tuple[np.ndarray, float, TokenCount]:
-    """Probabilities, seconds and token counts of Trainer.predict with batch 8 in dataset order."""
+    """Probabilities (in the rows' order), seconds and token counts of Trainer.predict."""
     from transformers import Trainer
 
+    order = np.arange(len(input_ids))
+    if setup.sort_for_prediction:
+        order = np.argsort([len(x) for x in input_ids], kind="stable")
     collator = CountingCollator(tokenizer)
     with tempfile.TemporaryDirectory() as out_dir:
-        args = _arguments(out_dir, device, dtype, per_device_eval_batch_size=batch_size)
+        args = _arguments(out_dir, device, dtype, setup, per_device_eval_batch_size=setup.predict_batch_size)
         trainer = Trainer(model=model, args=args, data_collator=collator)
         start = time.perf_counter()
-        output = trainer.predict(RowsDataset(input_ids))
+        output = trainer.predict(RowsDataset([input_ids[i] for i in order]))
         seconds = time.perf_counter() - start
-    logits = torch.as_tensor(output.predictions).float()
-    return torch.softmax(logits, dim=-1).numpy(), seconds, collator.count
+    probs = np.empty((len(input_ids), output.predictions.shape[-1]), dtype=np.float64)
+    probs[order] = torch.softmax(torch.as_tensor(output.predictions).float(), dim=-1).numpy()
+    return probs, seconds, collator.count
 
 
 def trainer_train(
@@ -103,10 +143,9 @@ def trainer_train(
     seed: int,
     device: torch.device,
     dtype: torch.dtype,
-    batch_size: int = 4,
-    grad_accum: int = 4,
+    setup: TrainerSetup = ORIGINAL,
 ) -> tuple[float, TokenCount]:
-    """Train `model` in place for `steps` optimizer steps the notebook's way; seconds and token counts."""
+    """Train `model` in place for `steps` optimizer steps in one `train()` call; seconds and token counts."""
     from transformers import Trainer
 
     collator = CountingCollator(tokenizer)
@@ -115,8 +154,10 @@ def trainer_train(
             out_dir,
             device,
             dtype,
-            per_device_train_batch_size=batch_size,
-            gradient_accumulation_steps=grad_accum,
+            setup,
+            per_device_train_batch_size=setup.batch_size,
+            gradient_accumulation_steps=setup.grad_accum,
+            train_sampling_strategy="group_by_length" if setup.group_by_length else "random",
             max_steps=steps,
             learning_rate=learning_rate,
             lr_scheduler_type="linear",

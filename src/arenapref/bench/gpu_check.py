@@ -289,50 +289,6 @@ def _guarded(device: torch.device, case, *args) -> dict:
         return {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
 
 
-def check_table(report: dict) -> str:
-    """The report as Markdown: what the README's GPU section shows."""
-    m = report["machine"]
-    where = m.get("gpu") and f"{m['gpu']} ({m['memory_gib']} GiB, compute capability {m['capability']})" or m["device"]
-    lines = [
-        f"GPU check on {where}, {report['date']}: torch {m['torch']}, transformers {m['transformers']}, "
-        f"peft {m['peft']}, bitsandbytes {m.get('bitsandbytes', '-')}; {report['seconds']} s in all.",
-        "",
-        "| training step | rows x tokens | peak GiB measured | planned | planned / measured | real tokens/s |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for case in report["training"]:
-        if "error" in case:
-            lines.append(f"| failed: {case['error']} | | | | | |")
-            continue
-        name = f"{report['quantization']} {case['dtype']}" + (
-            " + checkpointing" if case["gradient_checkpointing"] else ""
-        )
-        lines.append(
-            f"| {name} | {case['rows']} x {case['length']} | {case['measured_peak_gib']} "
-            f"| {case['planned_peak_gib']} | {case['planned_over_measured']} | {case['tokens_per_second']:,} |"
-        )
-    lines += [
-        "",
-        "| inference batch | rows x tokens | peak GiB measured | planned | planned / measured "
-        "| real tokens/s | fraction of the matmul rate |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for case in report["inference"]:
-        if "error" in case:
-            lines.append(f"| failed: {case['error']} | | | | | | |")
-            continue
-        lines.append(
-            f"| {report['quantization']} {case['dtype']} | {case['rows']} x {case['length']} "
-            f"| {case['measured_peak_gib']} | {case['planned_peak_gib']} | {case['planned_over_measured']} "
-            f"| {case['tokens_per_second']:,} | {case['fraction_of_matmul_rate']} |"
-        )
-    pipeline = report.get("pipeline")
-    if pipeline:
-        outcome = pipeline.get("skipped") or pipeline.get("error", "")[:200] or f"submission in {pipeline['seconds']} s"
-        lines += ["", f"Snakemake pipeline with a tiny random Llama: {outcome}"]
-    return "\n".join(lines)
-
-
 def tiny_shape() -> dict:
     """What the tests run the check with on a CPU."""
     return {

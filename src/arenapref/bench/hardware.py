@@ -55,3 +55,19 @@ def forward_flops(lengths: Sequence[int], params: int, num_layers: int, attentio
     tokens = sum(lengths)
     squares = sum(n * n for n in lengths)
     return 2.0 * params * tokens + 4.0 * num_layers * attention_width * squares
+
+
+def training_flops(
+    lengths: Sequence[int],
+    params: int,
+    num_layers: int,
+    attention_width: int,
+    backward_share: float,
+    recompute_share: float = 0.0,
+) -> float:
+    """FLOPs of a LoRA training pass: the forward, then the backward pass through the share of the
+    layers it reaches (the top down to the lowest adapted layer). Frozen weights take no weight
+    gradients, so the backward pass costs about one forward of those layers (activation gradients;
+    the adapters' own are negligible); gradient checkpointing recomputes `recompute_share` once more."""
+    forward = forward_flops(lengths, params, num_layers, attention_width)
+    return forward * (1.0 + backward_share + recompute_share)

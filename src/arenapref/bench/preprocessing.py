@@ -123,6 +123,10 @@ def peak_rss_kb() -> int:
 def measure(name: str, path: Path) -> dict:
     src = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if name == "pipeline":  # as the preprocess command runs it (arenapref.commands sets this)
+        from arenapref.commands import POLARS_ALLOCATOR
+
+        env.setdefault("_RJEM_MALLOC_CONF", POLARS_ALLOCATOR)
     code = f"from arenapref.bench.preprocessing import probe; probe({name!r}, {str(path)!r})"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:

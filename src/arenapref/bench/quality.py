@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from arenapref.bench import baseline
 from arenapref.bench.inference import fresh_model, original_dtype
 from arenapref.bench.suite import (
-    ROWS_PER_STEP,
+    BASELINE_BATCH,
     Sizes,
     bench_training,
     classifier_run,
@@ -62,8 +63,9 @@ def training_seed_study(
 
 def oof_comparison(train_csv: Path, checkpoint: Path, run: RunConfig, n_folds: int = 3, quick: bool = False) -> dict:
     """Out-of-fold log loss of each method over whole folds: for every fold, ours trains with the
-    configured settings and the original (Trainer, batch 4 x accumulation 4, unsorted, fp32 on a CPU)
-    for the same number of epochs, on the same rows; both predict the held-out fold with our
+    configured settings, the tuned Trainer (ours' batch shape and precision, group_by_length) and the
+    original (Trainer, batch 4 x accumulation 4, unsorted, fp32 on a CPU) for the same number of
+    epochs, on the same rows; both predict the held-out fold with our
     predict path. `quick` trains on 32 rows a fold (checks the numbers are produced)."""
     run = classifier_run(run)
     started = time.perf_counter()
@@ -71,9 +73,13 @@ def oof_comparison(train_csv: Path, checkpoint: Path, run: RunConfig, n_folds: i
     table, _report = preprocess_train(train_csv, n_folds=n_folds, seed=run.train.seed)
     input_ids = rt.encode(table)
     labels, folds = table["label"].to_numpy(), table["fold"].to_numpy()
-    probs = {"ours": np.zeros((table.height, 3)), "original": np.zeros((table.height, 3))}
-    seconds = {"ours": 0.0, "original": 0.0}
-    steps = {"ours": 0, "original": 0}
+    # The tuned Trainer trains with ours' batch shape and precision, rows grouped by length.
+    tuned = baseline.tuned(BASELINE_BATCH, rt.dtype == torch.bfloat16, run.train.batch_size, run.train.grad_accum)
+    trainer_sides = [("tuned", tuned, rt.dtype), ("original", baseline.ORIGINAL, original_dtype(rt))]
+    sides = ("ours", *(side for side, _, _ in trainer_sides))
+    probs = {side: np.zeros((table.height, 3)) for side in sides}
+    seconds = dict.fromkeys(sides, 0.0)
+    steps = dict.fromkeys(sides, 0)
     pad_id = rt.tokenizer.pad_token_id
     for fold in range(n_folds):
         train_index = np.flatnonzero(folds != fold)[: 32 if quick else None]
@@ -111,53 +117,56 @@ def oof_comparison(train_csv: Path, checkpoint: Path, run: RunConfig, n_folds: i
         steps["ours"] += result.optimizer_steps
         del model
 
-        log.info("fold %d: original method", fold)
-        model = fresh_model(rt, run, checkpoint)
-        fold_steps = math.ceil(len(train_ids) * run.train.epochs / ROWS_PER_STEP)
-        fold_seconds, _count = baseline.trainer_train(
-            model,
-            rt.tokenizer,
-            train_ids,
-            train_labels,
-            fold_steps,
-            run.train.learning_rate,
-            run.train.warmup_ratio,
-            run.train.seed,
-            rt.device,
-            original_dtype(rt),
-        )
-        probs["original"][held_out] = predict(model)
-        seconds["original"] += fold_seconds
-        steps["original"] += fold_steps
-        del model
-    difference = row_log_losses(labels, probs["ours"]) - row_log_losses(labels, probs["original"])
+        for side, setup, dtype in trainer_sides:
+            log.info("fold %d: %s", fold, setup.name)
+            model = fresh_model(rt, run, checkpoint)
+            side_steps = math.ceil(len(train_ids) * run.train.epochs / (setup.batch_size * setup.grad_accum))
+            side_seconds, _count = baseline.trainer_train(
+                model,
+                rt.tokenizer,
+                train_ids,
+                train_labels,
+                side_steps,
+                run.train.learning_rate,
+                run.train.warmup_ratio,
+                run.train.seed,
+                rt.device,
+                dtype,
+                setup,
+            )
+            probs[side][held_out] = predict(model)
+            seconds[side] += side_seconds
+            steps[side] += side_steps
+            del model
+    ours_losses = row_log_losses(labels, probs["ours"])
     per_fold = {
         str(f): {side: log_loss(labels[folds == f], p[folds == f]) for side, p in probs.items()} for f in range(n_folds)
     }
-    return {
+    settings = {
+        "ours": (run.train.batch_size, run.train.grad_accum),
+        **{side: (setup.batch_size, setup.grad_accum) for side, setup, _ in trainer_sides},
+    }
+    result = {
         "mode": "quick" if quick else "full",
         "machine": machine(),
         "model": {"checkpoint": str(checkpoint), **rt.describe(), "max_length": run.model.max_length},
         "data": {"train_csv": str(train_csv), "rows": table.height, "folds": n_folds},
-        "ours": {
-            "log_loss": log_loss(labels, probs["ours"]),
-            "seconds": seconds["ours"],
-            "optimizer_steps": steps["ours"],
-            "batch_size": run.train.batch_size,
-            "grad_accum": run.train.grad_accum,
-            "epochs": run.train.epochs,
-        },
-        "original": {
-            "log_loss": log_loss(labels, probs["original"]),
-            "seconds": seconds["original"],
-            "optimizer_steps": steps["original"],
-            "batch_size": 4,
-            "grad_accum": 4,
-            "epochs": run.train.epochs,
-        },
         "per_fold": per_fold,
-        "log_loss_difference": float(difference.mean()),
-        "log_loss_difference_se": float(difference.std(ddof=1) / np.sqrt(len(difference))),
-        "speedup": seconds["original"] / seconds["ours"] if seconds["ours"] else 0.0,
-        "seconds": time.perf_counter() - started,
     }
+    for side in sides:
+        result[side] = {
+            "log_loss": log_loss(labels, probs[side]),
+            "seconds": seconds[side],
+            "optimizer_steps": steps[side],
+            "batch_size": settings[side][0],
+            "grad_accum": settings[side][1],
+            "epochs": run.train.epochs,
+        }
+    for side in sides[1:]:
+        # Ours minus the other side, per row: negative is better.
+        difference = ours_losses - row_log_losses(labels, probs[side])
+        result[f"log_loss_difference_{side}"] = float(difference.mean())
+        result[f"log_loss_difference_{side}_se"] = float(difference.std(ddof=1) / np.sqrt(len(difference)))
+        result[f"speedup_{side}"] = seconds[side] / seconds["ours"] if seconds["ours"] else 0.0
+    result["seconds"] = time.perf_counter() - started
+    return result

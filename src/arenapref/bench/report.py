@@ -11,31 +11,6 @@ def _num(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _training_speed_row(tr: dict) -> str:
-    ours, base = tr["ours"], tr["baseline"]
-    return _row(
-        [
-            f"training real tokens/s ({ours['optimizer_steps']} steps x 16 rows; ours batch {ours['batch_size']} "
-            f"x accumulation {ours['grad_accum']} {ours['dtype']}, original 4 x 4 {base['dtype']})",
-            _num(ours["real_tokens_per_s"]),
-            _num(base["real_tokens_per_s"]),
-            _num(tr["tokens_per_s_ratio"], 2),
-        ]
-    )
-
-
-def _held_out_row(tr: dict) -> str:
-    return _row(
-        [
-            f"held-out log loss after training ({tr['eval_rows']} rows, seed {tr['seed']}; class prior "
-            f"{tr['class_prior_log_loss']:.4f}); ratio column: ours - original, paired standard error",
-            _num(tr["ours"]["log_loss"], 4),
-            _num(tr["baseline"]["log_loss"], 4),
-            f"{tr['log_loss_difference']:+.4f} ± {tr['log_loss_difference_se']:.4f}",
-        ]
-    )
-
-
 def render_seed_study(study: dict) -> str:
     """The training comparison over several seeds: speed and held-out log loss per seed, and the mean."""
     model = study["model"]
@@ -75,98 +50,159 @@ def render_seed_study(study: dict) -> str:
 
 
 def render_oof_comparison(study: dict) -> str:
-    """Out-of-fold log loss of both training methods over whole folds, per fold and overall."""
-    model, ours, original = study["model"], study["ours"], study["original"]
+    """Out-of-fold log loss of the three training methods over whole folds, per fold and overall."""
+    model, ours, tuned, original = study["model"], study["ours"], study["tuned"], study["original"]
     lines = [
         f"Out-of-fold comparison ({study['mode']} mode): {model['checkpoint']} on {model['device']}, "
         f"{study['data']['rows']} rows of {study['data']['train_csv']}, {study['data']['folds']} folds, "
-        f"{ours['epochs']} epoch(s); ours batch {ours['batch_size']} x accumulation {ours['grad_accum']} "
-        f"{model['dtype']}, original 4 x 4; {study['seconds']:.0f} s in all.",
+        f"{ours['epochs']} epoch(s); ours batch {ours['batch_size']} x accumulation {ours['grad_accum']} length "
+        f"buckets {model['dtype']}; tuned Trainer {tuned['batch_size']} x {tuned['grad_accum']} group_by_length "
+        f"{model['dtype']}; original 4 x 4 shuffled; {study['seconds']:.0f} s in all.",
         "",
-        _row(["fold", "ours log loss", "original log loss"]),
-        _row(["---", "---:", "---:"]),
+        _row(["fold", "ours log loss", "tuned Trainer log loss", "original log loss"]),
+        _row(["---", "---:", "---:", "---:"]),
     ]
     for fold, scores in study["per_fold"].items():
-        lines.append(_row([fold, _num(scores["ours"], 4), _num(scores["original"], 4)]))
+        lines.append(_row([fold, *(_num(scores[side], 4) for side in ("ours", "tuned", "original"))]))
     lines += [
-        _row(["all", _num(ours["log_loss"], 4), _num(original["log_loss"], 4)]),
+        _row(["all", *(_num(side["log_loss"], 4) for side in (ours, tuned, original))]),
+        _row(["training seconds", *(f"{side['seconds']:.0f}" for side in (ours, tuned, original))]),
         "",
-        f"Ours - original: {study['log_loss_difference']:+.4f} (paired standard error "
-        f"{study['log_loss_difference_se']:.4f}); training seconds {ours['seconds']:.0f} vs "
-        f"{original['seconds']:.0f} ({study['speedup']:.2f}x).",
     ]
+    for side, name in (("tuned", "the tuned Trainer"), ("original", "the original")):
+        lines.append(
+            f"Ours - {name}: {study[f'log_loss_difference_{side}']:+.4f} (paired standard error "
+            f"{study[f'log_loss_difference_{side}_se']:.4f}); its training time / ours: "
+            f"{study[f'speedup_{side}']:.2f}."
+        )
     return "\n".join(lines) + "\n"
+
+
+def check_table(report: dict) -> str:
+    """The report as Markdown: what the README's GPU section shows."""
+    m = report["machine"]
+    where = m.get("gpu") and f"{m['gpu']} ({m['memory_gib']} GiB, compute capability {m['capability']})" or m["device"]
+    lines = [
+        f"GPU check on {where}, {report['date']}: torch {m['torch']}, transformers {m['transformers']}, "
+        f"peft {m['peft']}, bitsandbytes {m.get('bitsandbytes', '-')}; {report['seconds']} s in all.",
+        "",
+        "| training step | rows x tokens | peak GiB measured | planned | planned / measured | real tokens/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for case in report["training"]:
+        if "error" in case:
+            lines.append(f"| failed: {case['error']} | | | | | |")
+            continue
+        name = f"{report['quantization']} {case['dtype']}" + (
+            " + checkpointing" if case["gradient_checkpointing"] else ""
+        )
+        lines.append(
+            f"| {name} | {case['rows']} x {case['length']} | {case['measured_peak_gib']} "
+            f"| {case['planned_peak_gib']} | {case['planned_over_measured']} | {case['tokens_per_second']:,} |"
+        )
+    lines += [
+        "",
+        "| inference batch | rows x tokens | peak GiB measured | planned | planned / measured "
+        "| real tokens/s | fraction of the matmul rate |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for case in report["inference"]:
+        if "error" in case:
+            lines.append(f"| failed: {case['error']} | | | | | | |")
+            continue
+        lines.append(
+            f"| {report['quantization']} {case['dtype']} | {case['rows']} x {case['length']} "
+            f"| {case['measured_peak_gib']} | {case['planned_peak_gib']} | {case['planned_over_measured']} "
+            f"| {case['tokens_per_second']:,} | {case['fraction_of_matmul_rate']} |"
+        )
+    pipeline = report.get("pipeline")
+    if pipeline:
+        outcome = pipeline.get("skipped") or pipeline.get("error", "")[:200] or f"submission in {pipeline['seconds']} s"
+        lines += ["", f"Snakemake pipeline with a tiny random Llama: {outcome}"]
+    return "\n".join(lines)
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else _num(value, 2)
+
+
+def _speed_rows(label: str, sides: dict, key: str, digits: int = 1, ratios: bool = True) -> str:
+    """One measure for ours, the tuned Trainer and the original, with ours' ratio to each."""
+    ours, tuned, original = (sides[name].get(key) for name in ("ours", "tuned", "baseline"))
+    cells = [label] + ["" if v is None else _num(v, digits) for v in (ours, tuned, original)]
+    if ratios and ours is not None:
+        cells += [_ratio(ours / tuned if tuned else None), _ratio(ours / original if original else None)]
+    else:
+        cells += ["", ""]
+    return _row(cells)
+
+
+def _gpu_section(results: dict) -> list[str]:
+    check = results.get("gpu_check")
+    if check is None:
+        return [
+            "",
+            "GPU: no GPU check has run on this machine (`make gpu-check` on a CUDA machine writes "
+            "results/gpu-check/gpu_check.json, which this benchmark then shows).",
+        ]
+    return ["", check_table(check)]
 
 
 def render_markdown(results: dict) -> str:
     inf, tr, pre = results["inference"], results["training"], results["preprocessing"]
     model, machine = results["model"], results["machine"]
     rates = ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in results["matmul_flops_per_s"].items())
-    ours, base = inf["ours"], inf["baseline"]
+    ours, tuned, base = inf["ours"], inf["tuned"], inf["baseline"]
     lines = [
         f"Benchmark ({results['mode']} mode): {model['checkpoint']} on {model['device']} (training "
         f"{model['dtype']}, inference {model['predict_dtype']}, quantization {model['quantization']}, "
         f"max_length {model['max_length']}); {machine['cpu']}, {machine['torch_threads']} torch threads; "
         f"matrix-multiply rate (GFLOP/s): {rates}; {results['seconds']:.0f} s in all.",
         "",
-        _row(["measure", "ours", "original method", "ratio"]),
-        _row(["---", "---:", "---:", "---:"]),
-        _row(
-            [
-                f"inference rows/s ({inf['rows']} rows; ours {ours['dtype']}, original {base['dtype']})",
-                _num(ours["rows_per_s"], 2),
-                _num(base["rows_per_s"], 2),
-                _num(inf["speedup"], 2),
-            ]
-        ),
-        _row(
-            [
-                "inference real tokens/s",
-                _num(ours["real_tokens_per_s"]),
-                _num(base["real_tokens_per_s"]),
-                _num(inf["speedup"], 2),
-            ]
-        ),
+        f"Inference: {inf['rows']} rows; ours {ours['dtype']} (token budget {ours['tokens_per_batch']}, adapter "
+        f"merged where the base is unquantized); tuned Trainer {tuned['dtype']}, rows sorted by length, batch "
+        f"{tuned['batch_size']}; original {base['dtype']}, file order, batch {base['batch_size']}. Training: "
+        f"{tr['ours']['optimizer_steps']} steps x {tr['ours']['batch_size'] * tr['ours']['grad_accum']} rows; ours "
+        f"{tr['ours']['batch_size']} x {tr['ours']['grad_accum']} length buckets {tr['ours']['dtype']}; tuned "
+        f"Trainer {tr['tuned']['batch_size']} x {tr['tuned']['grad_accum']} group_by_length {tr['tuned']['dtype']}; "
+        f"original 4 x 4 shuffled {tr['baseline']['dtype']}.",
+        "",
+        _row(["measure", "ours", "tuned Trainer", "original", "ours / tuned", "ours / original"]),
+        _row(["---", "---:", "---:", "---:", "---:", "---:"]),
+        _speed_rows("inference rows/s", inf, "rows_per_s", 2),
+        _speed_rows("inference real tokens/s", inf, "real_tokens_per_s"),
+        _speed_rows("inference padding efficiency", inf, "padding_efficiency", 3, ratios=False),
+        _speed_rows("inference fraction of the matmul rate (its dtype)", inf, "fraction_of_matmul_rate", 3, False),
     ]
     if "ours_same_precision" in inf:
         same = inf["ours_same_precision"]
         lines.append(
             _row(
                 [
-                    f"inference real tokens/s, both {same['dtype']}",
+                    f"inference real tokens/s, ours in {same['dtype']}",
                     _num(same["real_tokens_per_s"]),
+                    "",
                     _num(base["real_tokens_per_s"]),
+                    "",
                     _num(inf["speedup_same_precision"], 2),
                 ]
             )
         )
     lines += [
-        _row(
-            [
-                "inference padding efficiency",
-                _num(ours["padding_efficiency"], 3),
-                _num(base["padding_efficiency"], 3),
-                "",
-            ]
-        ),
-        _row(
-            [
-                "inference fraction of the matmul rate (same dtype)",
-                _num(ours["fraction_of_matmul_rate"], 3),
-                _num(base["fraction_of_matmul_rate"], 3),
-                "",
-            ]
-        ),
-        _training_speed_row(tr),
+        _speed_rows("training real tokens/s", tr, "real_tokens_per_s"),
+        _speed_rows("training padding efficiency", tr, "padding_efficiency", 3, ratios=False),
+        _speed_rows("training fraction of the matmul rate (its dtype)", tr, "fraction_of_matmul_rate", 3, False),
     ]
     if "ours_same_precision" in tr:
         same = tr["ours_same_precision"]
         lines.append(
             _row(
                 [
-                    f"training real tokens/s, both {same['dtype']}",
+                    f"training real tokens/s, ours in {same['dtype']}",
                     _num(same["real_tokens_per_s"]),
+                    "",
                     _num(tr["baseline"]["real_tokens_per_s"]),
+                    "",
                     _num(tr["tokens_per_s_ratio_same_precision"], 2),
                 ]
             )
@@ -174,26 +210,33 @@ def render_markdown(results: dict) -> str:
     lines += [
         _row(
             [
-                "training padding efficiency",
-                _num(tr["ours"]["padding_efficiency"], 3),
-                _num(tr["baseline"]["padding_efficiency"], 3),
-                "",
+                f"held-out log loss after training ({tr['eval_rows']} rows, seed {tr['seed']}; class prior "
+                f"{tr['class_prior_log_loss']:.4f}); ratio columns: ours minus the other, paired standard error",
+                _num(tr["ours"]["log_loss"], 4),
+                _num(tr["tuned"]["log_loss"], 4),
+                _num(tr["baseline"]["log_loss"], 4),
+                f"{tr['log_loss_difference_over_tuned']:+.4f} ± {tr['log_loss_difference_over_tuned_se']:.4f}",
+                f"{tr['log_loss_difference']:+.4f} ± {tr['log_loss_difference_se']:.4f}",
             ]
         ),
-        _held_out_row(tr),
         _row(
             [
-                f"preprocessing seconds ({pre['rows']:,} rows, {pre['csv_mb']:.0f} MB)",
+                f"preprocessing seconds ({pre['rows']:,} rows, {pre['csv_mb']:.0f} MB; original: pandas + "
+                "ast.literal_eval)",
                 _num(pre["ours"]["seconds"], 2),
+                "",
                 _num(pre["baseline"]["seconds"], 2),
-                _num(pre["speedup"], 2),
+                "",
+                _num(pre["speedup"], 2) + " (original / ours)",
             ]
         ),
         _row(
             [
                 "preprocessing peak memory MB",
                 _num(pre["ours"]["peak_rss_mb"], 0),
+                "",
                 _num(pre["baseline"]["peak_rss_mb"], 0),
+                "",
                 _num(pre["peak_memory_ratio"], 2),
             ]
         ),
@@ -201,15 +244,7 @@ def render_markdown(results: dict) -> str:
     if "gpu_llama8b" in results:
         lines += [
             "",
-            _row(
-                [
-                    "Llama-3.1-8B shape, random weights",
-                    "ours tokens/s",
-                    "original tokens/s",
-                    "ratio",
-                    "fraction of matmul rate",
-                ]
-            ),
+            _row(["Llama-3.1-8B shape, random weights", "ours tokens/s", "original tokens/s", "ratio", "fraction"]),
             _row(["---", "---:", "---:", "---:", "---:"]),
         ]
         for mode, entry in results["gpu_llama8b"].items():
@@ -227,6 +262,7 @@ def render_markdown(results: dict) -> str:
                     ]
                 )
             )
+    lines += _gpu_section(results)
     lines += ["", _row(["target", "wanted", "measured", "met"]), _row(["---", "---", "---:", "---"])]
     for name, check in results["targets"].items():
         wanted = check["target"] if isinstance(check["target"], str) else f">= {check['target']}"

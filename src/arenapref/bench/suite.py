@@ -16,12 +16,12 @@ import polars as pl
 import torch
 
 from arenapref.bench import baseline, preprocessing
-from arenapref.bench.hardware import matmul_rate
+from arenapref.bench.hardware import matmul_rate, training_flops
 from arenapref.bench.inference import bench_inference, fresh_model, model_shape, original_dtype, rate
 from arenapref.config import RunConfig
 from arenapref.jobs import Runtime, package_versions
 from arenapref.metrics import accuracy, prior_log_loss, row_log_losses
-from arenapref.modeling import dtype_name
+from arenapref.modeling import dtype_name, lora_layer_indices, resolve_checkpointing
 from arenapref.predict import predict_probabilities
 from arenapref.preprocess import preprocess_train
 from arenapref.training import Examples, train_adapter
@@ -64,12 +64,14 @@ def bench_training(
     sizes: Sizes,
     seed: int | None = None,
     same_precision: bool = False,
+    ceilings: dict[str, float] | None = None,
 ) -> dict:
     """Both methods train a fresh adapter for the same optimizer steps on the same rows (16 per step),
     then both adapters are scored on the same held-out fold, row by row (a paired comparison).
 
     `seed` sets the head's initial weights, the row order and dropout on both sides; the rows and
     the held-out fold stay the same. `same_precision` also times ours in fp32 when it trains in bf16.
+    `ceilings` (matmul FLOP/s by dtype name) adds each side's fraction of the matmul rate.
     """
     seed = run.train.seed if seed is None else seed
     folds = table["fold"].to_numpy()
@@ -86,6 +88,21 @@ def bench_training(
     train_labels = [labels[i] for i in train_index]
     eval_ids = [input_ids[i] for i in eval_index]
     eval_labels = [labels[i] for i in eval_index]
+    shape = model_shape(fresh_model(rt, run, checkpoint, seed))
+    adapted = len(lora_layer_indices(shape["layers"], run.model.lora.layers)) / shape["layers"]
+    flops = training_flops(
+        [len(x) for x in train_ids],
+        shape["non_embedding_parameters"],
+        shape["layers"],
+        shape["attention_width"],
+        backward_share=adapted,
+        recompute_share=adapted if resolve_checkpointing(run.train.gradient_checkpointing, rt.device.type) else 0.0,
+    )
+
+    def fraction(seconds: float, dtype: torch.dtype) -> dict:
+        if not ceilings or dtype_name(dtype) not in ceilings:
+            return {}
+        return {"fraction_of_matmul_rate": rate(flops, seconds) / ceilings[dtype_name(dtype)]}
 
     # Ours takes the original's batch shape, 4 rows x accumulation 4, so each step mixes four
     # length buckets. With 8 x 2 (two buckets a step) the held-out log loss after 18 steps was
@@ -127,35 +144,43 @@ def bench_training(
             "padding_efficiency": result.tokens / result.tokens_computed,
             "batch_size": settings.batch_size,
             "grad_accum": settings.grad_accum,
-        } | scores, losses
+        } | fraction(result.session_seconds, dtype) | scores, losses
+
+    def trainer(setup: baseline.TrainerSetup, dtype: torch.dtype) -> tuple[dict, np.ndarray]:
+        model = fresh_model(rt, run, checkpoint, seed)
+        seconds, count = baseline.trainer_train(
+            model,
+            rt.tokenizer,
+            train_ids,
+            train_labels,
+            steps,
+            run.train.learning_rate,
+            run.train.warmup_ratio,
+            seed,
+            rt.device,
+            dtype,
+            setup,
+        )
+        scores, losses = held_out(model)
+        return {
+            "seconds": seconds,
+            "optimizer_steps": steps,
+            "dtype": dtype_name(dtype),
+            "real_tokens_per_s": rate(count.real, seconds),
+            "padding_efficiency": count.padding_efficiency,
+            "batch_size": setup.batch_size,
+            "grad_accum": setup.grad_accum,
+        } | fraction(seconds, dtype) | scores, losses
 
     ours_side, ours_losses = ours(rt.dtype)
-    model = fresh_model(rt, run, checkpoint, seed)
     base_dtype = original_dtype(rt)
-    seconds, count = baseline.trainer_train(
-        model,
-        rt.tokenizer,
-        train_ids,
-        train_labels,
-        steps,
-        run.train.learning_rate,
-        run.train.warmup_ratio,
-        seed,
-        rt.device,
-        base_dtype,
+    base, base_losses = trainer(baseline.ORIGINAL, base_dtype)
+    tuned_setup = baseline.tuned(
+        BASELINE_BATCH, rt.dtype == torch.bfloat16, batch_size=settings.batch_size, grad_accum=settings.grad_accum
     )
-    base_scores, base_losses = held_out(model)
-    del model
-    base = {
-        "seconds": seconds,
-        "optimizer_steps": steps,
-        "dtype": dtype_name(base_dtype),
-        "real_tokens_per_s": rate(count.real, seconds),
-        "padding_efficiency": count.padding_efficiency,
-        "batch_size": 4,
-        "grad_accum": 4,
-    } | base_scores
+    tuned_side, tuned_losses = trainer(tuned_setup, rt.dtype)
     difference = ours_losses - base_losses
+    tuned_difference = ours_losses - tuned_losses
     result = {
         "seed": seed,
         "train_rows": len(train_ids),
@@ -164,13 +189,15 @@ def bench_training(
         "class_prior_log_loss": prior_log_loss(train_labels, eval_labels),
         "ours": ours_side,
         "baseline": base,
+        "tuned": tuned_side,
         "speedup": rate(base["seconds"], ours_side["seconds"]),
         "tokens_per_s_ratio": rate(ours_side["real_tokens_per_s"], base["real_tokens_per_s"]),
-        # Ours minus the original, per held-out row: negative is better.
+        "tokens_per_s_ratio_over_tuned": rate(ours_side["real_tokens_per_s"], tuned_side["real_tokens_per_s"]),
+        # Ours minus the other side, per held-out row: negative is better.
         "log_loss_difference": float(difference.mean()),
-        "log_loss_difference_se": float(difference.std(ddof=1) / np.sqrt(len(difference)))
-        if len(difference) > 1
-        else 0.0,
+        "log_loss_difference_se": paired_se(difference),
+        "log_loss_difference_over_tuned": float(tuned_difference.mean()),
+        "log_loss_difference_over_tuned_se": paired_se(tuned_difference),
     }
     if same_precision and rt.dtype != base_dtype:
         result["ours_same_precision"], _ = ours(base_dtype)
@@ -178,6 +205,11 @@ def bench_training(
             result["ours_same_precision"]["real_tokens_per_s"], base["real_tokens_per_s"]
         )
     return result
+
+
+def paired_se(difference: np.ndarray) -> float:
+    """Standard error of the mean of paired per-row differences."""
+    return float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 0.0
 
 
 def bench_preprocessing(source_csv: Path, rows: int, repeats: int = 3) -> dict:
@@ -231,7 +263,9 @@ def run_benchmark(
     quick: bool,
     preprocess_source: Path | None = None,
     gpu_large: bool = True,
+    gpu_check: dict | None = None,
 ) -> dict:
+    """`gpu_check`: the figures of `make gpu-check` (gpu_check.json), shown in the GPU section."""
     run = classifier_run(run)
     sizes = Sizes.for_mode(quick)
     started = time.perf_counter()
@@ -257,7 +291,7 @@ def run_benchmark(
     del model
 
     log.info("training: ours versus Trainer, %d optimizer steps each", sizes.train_steps)
-    training = bench_training(rt, run, checkpoint, table, input_ids, sizes, same_precision=not quick)
+    training = bench_training(rt, run, checkpoint, table, input_ids, sizes, same_precision=not quick, ceilings=ceilings)
 
     results = {
         "mode": "quick" if quick else "full",
@@ -277,38 +311,49 @@ def run_benchmark(
         from arenapref.bench.gpu import bench_llama8b_shapes
 
         results["gpu_llama8b"] = bench_llama8b_shapes(rt, input_ids[: sizes.inference_rows], run)
+    if gpu_check is not None:
+        results["gpu_check"] = gpu_check
     results["targets"] = check_targets(results)
     results["seconds"] = time.perf_counter() - started
     return results
 
 
+# Against the tuned Trainer (group_by_length, bf16 where native, our batch shape; sorted rows for
+# prediction): the strongest setup a user of the standard tools would pick.
 TARGETS = {
-    "inference_tokens_per_s_ratio": 2.0,
-    "inference_fraction_of_matmul_rate": 0.5,
-    "training_tokens_per_s_ratio": 1.5,
+    "inference_tokens_per_s_over_tuned": 1.5,
+    "training_tokens_per_s_over_tuned": 1.3,
+    "inference_fraction_of_matmul_rate": 0.65,
     "padding_efficiency": 0.9,
     "preprocessing_speedup": 5.0,
 }
+MAX_PREPROCESSING_MEMORY_RATIO = 1.0  # peak memory no higher than the pandas baseline's
 
 
 def check_targets(results: dict) -> dict:
-    inference, training = results["inference"], results["training"]
+    inference, training, pre = results["inference"], results["training"], results["preprocessing"]
     measured = {
-        "inference_tokens_per_s_ratio": inference["speedup"],
+        "inference_tokens_per_s_over_tuned": inference["speedup_over_tuned"],
+        "training_tokens_per_s_over_tuned": training["tokens_per_s_ratio_over_tuned"],
         "inference_fraction_of_matmul_rate": inference["ours"]["fraction_of_matmul_rate"],
-        "training_tokens_per_s_ratio": training["tokens_per_s_ratio"],
         "padding_efficiency": min(inference["ours"]["padding_efficiency"], training["ours"]["padding_efficiency"]),
-        "preprocessing_speedup": results["preprocessing"]["speedup"],
+        "preprocessing_speedup": pre["speedup"],
     }
     checks = {
         name: {"target": TARGETS[name], "measured": value, "met": value >= TARGETS[name]}
         for name, value in measured.items()
     }
+    checks["preprocessing_peak_memory_ratio"] = {
+        "target": f"<= {MAX_PREPROCESSING_MEMORY_RATIO}",
+        "measured": pre["peak_memory_ratio"],
+        "met": pre["peak_memory_ratio"] <= MAX_PREPROCESSING_MEMORY_RATIO,
+    }
     # Paired over the held-out rows; the tolerance is the larger of 0.01 and two standard errors.
-    tolerance = max(0.01, 2 * training["log_loss_difference_se"])
-    checks["training_held_out_log_loss"] = {
-        "target": f"ours - original <= {tolerance:.3f}",
-        "measured": training["log_loss_difference"],
-        "met": training["log_loss_difference"] <= tolerance,
+    # The whole-fold comparison (--oof-comparison) is the stronger test of "learns as well".
+    tolerance = max(0.01, 2 * training["log_loss_difference_over_tuned_se"])
+    checks["training_held_out_log_loss_vs_tuned"] = {
+        "target": f"ours - tuned <= {tolerance:.3f}",
+        "measured": training["log_loss_difference_over_tuned"],
+        "met": training["log_loss_difference_over_tuned"] <= tolerance,
     }
     return checks

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from arenapref.cli import command
 from arenapref.config import RunConfig, load_config_arg
+from arenapref.model_files import check_checkpoint_files
 
 
 @command
@@ -26,6 +27,12 @@ def main() -> int:
         "--no-gpu-large",
         action="store_true",
         help="on CUDA, skip the Llama-3.1-8B-shaped models (they need about 40 GB of disk and GPU)",
+    )
+    parser.add_argument(
+        "--gpu-check",
+        type=Path,
+        default=Path("results/gpu-check/gpu_check.json"),
+        help="figures of `make gpu-check` to show in the GPU section, when that file exists",
     )
     parser.add_argument(
         "--training-seeds",
@@ -50,6 +57,8 @@ def main() -> int:
     parser.add_argument("--out-json", required=True, type=Path)
     parser.add_argument("--out-md", required=True, type=Path)
     args = parser.parse_args()
+    # Before torch and transformers load: a missing, empty or incomplete checkpoint is one line.
+    check_checkpoint_files(args.checkpoint)
 
     from arenapref.bench.quality import oof_comparison, training_seed_study
     from arenapref.bench.report import render_markdown, render_oof_comparison, render_seed_study
@@ -82,7 +91,10 @@ def main() -> int:
         print(table)
         return 0
     source = args.preprocess_source if args.preprocess_source and args.preprocess_source.exists() else args.train
-    results = run_benchmark(args.train, args.checkpoint, run, args.quick, source, gpu_large=not args.no_gpu_large)
+    gpu_check = json.loads(args.gpu_check.read_text()) if args.gpu_check.is_file() else None
+    results = run_benchmark(
+        args.train, args.checkpoint, run, args.quick, source, gpu_large=not args.no_gpu_large, gpu_check=gpu_check
+    )
     table = render_markdown(results)
     write_json_atomic(args.out_json, results)
     write_text_atomic(args.out_md, table)
