@@ -46,7 +46,7 @@ def test_gpu_check_runs_every_case_on_a_cpu(tmp_path):
     for case in report["training"] + report["inference"]:
         assert "error" not in case, case
         assert 0.85 <= case["planned_over_measured"] <= 1.15, case
-        assert case["tokens_per_second"] > 0
+        assert case["tokens_per_second"] > 0 and 0 < case["fraction_of_matmul_rate"] < 5
     fp16 = next(case for case in report["training"] if case["dtype"] == "float16")
     assert fp16["loss_scale"] > 0  # trained under the gradient scaler
     plain = next(c for c in report["training"] if c["dtype"] == "bfloat16" and not c["gradient_checkpointing"])

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from arenapref.batching import rows_per_batch
-from arenapref.bench.hardware import forward_flops, matmul_rate, non_embedding_parameters
+from arenapref.bench.hardware import forward_flops, matmul_rate, non_embedding_parameters, training_flops
 from arenapref.bench.memory import measure_inference_batch, measure_training_step
 from arenapref.bench.random_model import PAD_ID, random_checkpoint, release_memory
 from arenapref.config import RunConfig
@@ -102,6 +102,18 @@ def training_case(
     arith = Arithmetic(device.type, dtype.itemsize, run.model.quantization)
     planned = training_memory(shape, run, arith, checkpointing, rows, length)
     real_tokens = int(batch["attention_mask"].sum()) * steps
+    adapted = len(lora_layer_indices(shape.layers, run.model.lora.layers)) / shape.layers
+    flops = training_flops(
+        [length] * rows * steps,  # every row is full length: the rate the hardware ran at
+        non_embedding_parameters(model),
+        shape.layers,
+        shape.heads * shape.head_dim,
+        backward_share=adapted,
+        recompute_share=adapted if checkpointing else 0.0,
+    )
+    ceiling = matmul_rate(
+        device, dtype, size=4096 if device.type == "cuda" else 1024, seconds=2.0 if device.type == "cuda" else 0.3
+    )
     result = {
         "dtype": dtype_name(dtype),
         "gradient_checkpointing": checkpointing,
@@ -112,6 +124,7 @@ def training_case(
         "planned_over_measured": round(planned["peak"] / measured["peak"], 3),
         "saved_activations_gib": round(measured["saved_activations"] / GIB, 3),
         "tokens_per_second": round(real_tokens / seconds, 1),
+        "fraction_of_matmul_rate": round(flops / seconds / ceiling, 3),
         "final_loss": round(float(loss.detach()), 4),
     }
     if scaler.is_enabled():
@@ -268,10 +281,21 @@ def run_gpu_check(
                 )
             )
         dtype = torch.bfloat16 if bf16_native else torch.float16
-        log.info("inference: %s, %d tokens a batch", dtype_name(dtype), run.predict.tokens_per_batch)
-        report["inference"].append(
-            _guarded(device, inference_case, checkpoint, shape, run, device, dtype, predict_batches)
-        )
+        # Inference in each weight format a user may pick (on CUDA; a CPU has no 4- or 8-bit kernels
+        # here): a format that does not fit records the error and the next one runs.
+        formats = [run.model.quantization]
+        if device.type == "cuda":
+            formats += [q for q in ("nf4", "int8", "none") if q != run.model.quantization]
+        for quantization in formats:
+            log.info(
+                "inference: %s %s, %d tokens a batch", quantization, dtype_name(dtype), run.predict.tokens_per_batch
+            )
+            case_run = settings_for(run, quantization)
+            case_shape = ModelShape.from_dict(shape_dict, case_run)
+            report["inference"].append(
+                {"quantization": quantization}
+                | _guarded(device, inference_case, checkpoint, case_shape, case_run, device, dtype, predict_batches)
+            )
         if pipeline:
             log.info("the Snakemake pipeline with a tiny random Llama")
             report["pipeline"] = pipeline_case(Path(work), "cuda" if device.type == "cuda" else "cpu")

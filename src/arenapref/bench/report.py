@@ -86,19 +86,21 @@ def check_table(report: dict) -> str:
         f"GPU check on {where}, {report['date']}: torch {m['torch']}, transformers {m['transformers']}, "
         f"peft {m['peft']}, bitsandbytes {m.get('bitsandbytes', '-')}; {report['seconds']} s in all.",
         "",
-        "| training step | rows x tokens | peak GiB measured | planned | planned / measured | real tokens/s |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| training step | rows x tokens | peak GiB measured | planned | planned / measured | real tokens/s "
+        "| fraction of the matmul rate |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for case in report["training"]:
         if "error" in case:
-            lines.append(f"| failed: {case['error']} | | | | | |")
+            lines.append(f"| failed: {case['error']} | | | | | | |")
             continue
         name = f"{report['quantization']} {case['dtype']}" + (
             " + checkpointing" if case["gradient_checkpointing"] else ""
         )
         lines.append(
             f"| {name} | {case['rows']} x {case['length']} | {case['measured_peak_gib']} "
-            f"| {case['planned_peak_gib']} | {case['planned_over_measured']} | {case['tokens_per_second']:,} |"
+            f"| {case['planned_peak_gib']} | {case['planned_over_measured']} | {case['tokens_per_second']:,} "
+            f"| {case.get('fraction_of_matmul_rate', '-')} |"
         )
     lines += [
         "",
@@ -108,10 +110,10 @@ def check_table(report: dict) -> str:
     ]
     for case in report["inference"]:
         if "error" in case:
-            lines.append(f"| failed: {case['error']} | | | | | | |")
+            lines.append(f"| {case.get('quantization', report['quantization'])} failed: {case['error']} | | | | | | |")
             continue
         lines.append(
-            f"| {report['quantization']} {case['dtype']} | {case['rows']} x {case['length']} "
+            f"| {case.get('quantization', report['quantization'])} {case['dtype']} | {case['rows']} x {case['length']} "
             f"| {case['measured_peak_gib']} | {case['planned_peak_gib']} | {case['planned_over_measured']} "
             f"| {case['tokens_per_second']:,} | {case['fraction_of_matmul_rate']} |"
         )
