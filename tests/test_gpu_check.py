@@ -46,18 +46,23 @@ def test_gpu_check_runs_every_case_on_a_cpu(tmp_path):
     for case in report["training"] + report["inference"]:
         assert "error" not in case, case
         assert 0.85 <= case["planned_over_measured"] <= 1.15, case
-        assert case["tokens_per_second"] > 0 and 0 < case["fraction_of_matmul_rate"] < 5
+        # (On a CPU fp16 matrix products are emulated, so that case's fraction may exceed 1.)
+        assert case["tokens_per_second"] > 0 and case["fraction_of_matmul_rate"] > 0
     fp16 = next(case for case in report["training"] if case["dtype"] == "float16")
     assert fp16["loss_scale"] > 0  # trained under the gradient scaler
     plain = next(c for c in report["training"] if c["dtype"] == "bfloat16" and not c["gradient_checkpointing"])
     checkpointed = next(c for c in report["training"] if c["dtype"] == "bfloat16" and c["gradient_checkpointing"])
     assert checkpointed["saved_activations_gib"] < plain["saved_activations_gib"]
     assert 0 < report["inference"][0]["fraction_of_matmul_rate"]
+    # Two trainings from one seed on a CPU repeat exactly.
+    same = report["determinism"]
+    assert same["max_loss_difference"] == 0 and same["max_adapter_difference"] == 0, same
     pipeline = report["pipeline"]
     assert pipeline["returncode"] == 0 and pipeline["runtime"]["device"] == "cpu", pipeline
     assert 0 < pipeline["oof_log_loss"] < 3
     table = (tmp_path / "gpu_check.md").read_text()
     assert "| none bfloat16 + checkpointing | 2 x 128 |" in table and "submission in" in table
+    assert "Two trainings from one seed:" in table
     assert not list(tmp_path.glob("tmp*"))  # the random checkpoint is cleaned up
 
 

@@ -41,7 +41,7 @@ from arenapref.modeling import (
 from arenapref.plan import CUDA_CONTEXT_BYTES
 from arenapref.predict import predict_probabilities
 from arenapref.text import SEGMENTS, InputBuilder, encode_with_lengths
-from arenapref.training import Examples, fold_steps, train_adapter
+from arenapref.training import Examples, fold_steps, require_report_backend, train_adapter
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,7 @@ def train_fold(
 
     fold None is the full fit: every row, for as many optimizer steps as a fold takes (fold 0's),
     so it costs a fold's time and follows a fold's learning-rate schedule."""
+    require_report_backend(run.train.report_to)  # before anything loads
     table = pl.read_parquet(data_path)
     train_rows = training_rows(table, fold, run.train.swap_augmentation)
     source_rows = table.height if fold is None else table.filter(pl.col("fold") != fold).height
@@ -257,6 +258,8 @@ def train_fold(
         identity,
         head=rt.head,
         max_steps=max_steps,
+        # Beside the training log: results/folds/<fold>/tensorboard or .../mlflow.
+        report_dir=None if run.train.report_to == "none" else log_path.parent / run.train.report_to,
     )
     with atomic_dir(adapter_dir) as staging:
         model.save_pretrained(staging, safe_serialization=True)

@@ -38,6 +38,7 @@ from arenapref.modeling import (
     load_base_model,
     lora_layer_indices,
     needs_grad_scaler,
+    use_deterministic_cuda,
 )
 from arenapref.plan import GIB, Arithmetic, ModelShape, inference_memory, training_memory
 from arenapref.workflow import run_workflow
@@ -61,6 +62,74 @@ def _batch(rows: int, length: int, vocab: int, seed: int = 0) -> dict[str, torch
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.arange(rows) % 3}
 
 
+def _training_setup(
+    checkpoint: Path, shape: ModelShape, run: RunConfig, device: torch.device, dtype: torch.dtype, checkpointing: bool
+):
+    """A fresh adapter (seed 0) on the base model, its fp32 trainable parameters, optimizer and scaler."""
+    from arenapref.training import make_optimizer
+
+    torch.manual_seed(0)
+    model = attach_new_adapter(load_base_model(checkpoint, run.model, device, dtype, PAD_ID), run.model)
+    if checkpointing:
+        enable_gradient_checkpointing(model, lora_layer_indices(shape.layers, run.model.lora.layers))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
+        p.data = p.data.float()
+    optimizer = make_optimizer(trainable, run.train, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(dtype))
+    model.train()
+    return model, trainable, optimizer, scaler
+
+
+def _train_steps(model, head, batch: dict, dtype: torch.dtype, optimizer, scaler, steps: int) -> list[torch.Tensor]:
+    """`steps` optimizer steps on one batch; each step's loss, left on the device."""
+    device_type = batch["input_ids"].device.type
+    losses = []
+    for _ in range(steps):
+        with torch.autocast(device_type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = head.loss(model, batch, 0.0)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.detach())
+    return losses
+
+
+def determinism_case(
+    checkpoint: Path,
+    shape: ModelShape,
+    run: RunConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+    rows: int,
+    length: int,
+    steps: int,
+) -> dict:
+    """Two trainings from the same seed on the same batch (train.deterministic's switches as
+    configured): how far apart their losses and their adapters end. Zero on a CPU."""
+    checkpointing = device.type == "cuda"
+    batch = {k: v.to(device) for k, v in _batch(rows, length, shape.vocab).items()}
+    runs = []
+    for _ in range(2):
+        model, trainable, optimizer, scaler = _training_setup(checkpoint, shape, run, device, dtype, checkpointing)
+        losses = _train_steps(model, ClassifierHead(), batch, dtype, optimizer, scaler, steps)
+        runs.append((torch.stack(losses).float().cpu(), [p.detach().float().cpu() for p in trainable]))
+        del model, trainable, optimizer
+        release_memory(device)
+    (losses_a, weights_a), (losses_b, weights_b) = runs
+    return {
+        "dtype": dtype_name(dtype),
+        "deterministic": run.train.deterministic,
+        "gradient_checkpointing": checkpointing,
+        "rows": rows,
+        "length": length,
+        "steps": steps,
+        "max_loss_difference": float((losses_a - losses_b).abs().max()),
+        "max_adapter_difference": max(float((a - b).abs().max()) for a, b in zip(weights_a, weights_b, strict=True)),
+    }
+
+
 def training_case(
     checkpoint: Path,
     shape: ModelShape,
@@ -73,30 +142,13 @@ def training_case(
     steps: int,
 ) -> dict:
     """Peak memory of a step against the plan, and real tokens/s over `steps` more steps."""
-    from arenapref.training import make_optimizer
-
-    torch.manual_seed(0)
-    model = attach_new_adapter(load_base_model(checkpoint, run.model, device, dtype, PAD_ID), run.model)
-    if checkpointing:
-        enable_gradient_checkpointing(model, lora_layer_indices(shape.layers, run.model.lora.layers))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for p in trainable:
-        p.data = p.data.float()
-    optimizer = make_optimizer(trainable, run.train, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(dtype))
+    model, trainable, optimizer, scaler = _training_setup(checkpoint, shape, run, device, dtype, checkpointing)
     head = ClassifierHead()
-    model.train()
     batch = {k: v.to(device) for k, v in _batch(rows, length, shape.vocab).items()}
     measured = measure_training_step(model, head, batch, dtype, optimizer, scaler)
     _sync(device)
     started = time.perf_counter()
-    for _ in range(steps):
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = head.loss(model, batch, 0.0)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+    loss = _train_steps(model, head, batch, dtype, optimizer, scaler, steps)[-1]
     _sync(device)
     seconds = time.perf_counter() - started
     arith = Arithmetic(device.type, dtype.itemsize, run.model.quantization)
@@ -268,6 +320,8 @@ def run_gpu_check(
         "inference": [],
     }
     with tempfile.TemporaryDirectory(dir=work_dir) as work:
+        if device.type == "cuda":  # as the pipeline's jobs run (train.deterministic)
+            use_deterministic_cuda(run.train.deterministic)
         checkpoint = random_checkpoint(Path(work) / "model", shape_dict, device)
         bf16_native = device.type != "cuda" or cuda_has_native_bf16(device)
         cases = [(torch.bfloat16, True), (torch.bfloat16, False), (torch.float16, True)]
@@ -281,6 +335,10 @@ def run_gpu_check(
                 )
             )
         dtype = torch.bfloat16 if bf16_native else torch.float16
+        log.info("determinism: two trainings from one seed, %s", dtype_name(dtype))
+        report["determinism"] = _guarded(
+            device, determinism_case, checkpoint, shape, run, device, dtype, rows, length, steps
+        )
         # Inference in each weight format a user may pick (on CUDA; a CPU has no 4- or 8-bit kernels
         # here): a format that does not fit records the error and the next one runs.
         formats = [run.model.quantization]

@@ -117,6 +117,16 @@ def check_table(report: dict) -> str:
             f"| {case['measured_peak_gib']} | {case['planned_peak_gib']} | {case['planned_over_measured']} "
             f"| {case['tokens_per_second']:,} | {case['fraction_of_matmul_rate']} |"
         )
+    same = report.get("determinism")
+    if same:
+        outcome = (
+            f"failed: {same['error']}"
+            if "error" in same
+            else f"{same['steps']} steps of {same['rows']} x {same['length']} in {same['dtype']} (train.deterministic "
+            f"{str(same['deterministic']).lower()}), largest difference in loss {same['max_loss_difference']:.3g}, "
+            f"in adapter weights {same['max_adapter_difference']:.3g}"
+        )
+        lines += ["", f"Two trainings from one seed: {outcome}"]
     pipeline = report.get("pipeline")
     if pipeline:
         outcome = pipeline.get("skipped") or pipeline.get("error", "")[:200] or f"submission in {pipeline['seconds']} s"
