@@ -3,12 +3,14 @@
 ORIGINAL is the notebook's: DataCollatorWithPadding over rows in dataset order (inference) or
 shuffled (training), every batch padded to its longest row, fp32 on a CPU. `tuned` is what a user
 after speed would pick: `train_sampling_strategy="group_by_length"` (LengthGroupedSampler),
-prediction over rows sorted by length, the same batch shape as ours, and bf16 autocast where the
-hardware multiplies it (the Trainer's mixed precision also on a CPU).
+prediction over rows sorted by length with the model cast to half precision once
+(`bf16_full_eval`), the same batch shape as ours, and bf16 autocast in training where the hardware
+multiplies it (the Trainer's mixed precision also on a CPU).
 """
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from collections.abc import Sequence
@@ -29,6 +31,7 @@ class TrainerSetup:
     group_by_length: bool = False
     sort_for_prediction: bool = False
     mixed_precision_on_cpu: bool = False  # the Trainer's autocast also on a CPU (bf16 only)
+    half_precision_eval: bool = False  # bf16_full_eval / fp16_full_eval: the model cast once for prediction
 
 
 ORIGINAL = TrainerSetup("original")
@@ -43,6 +46,7 @@ def tuned(predict_batch_size: int, native_bf16: bool, batch_size: int = 4, grad_
         group_by_length=True,
         sort_for_prediction=True,
         mixed_precision_on_cpu=native_bf16,
+        half_precision_eval=True,
     )
 
 
@@ -121,8 +125,16 @@ def trainer_predict(
     if setup.sort_for_prediction:
         order = np.argsort([len(x) for x in input_ids], kind="stable")
     collator = CountingCollator(tokenizer)
+    half_eval = {}
+    if setup.half_precision_eval and dtype in (torch.bfloat16, torch.float16):
+        # The Trainer's full half-precision evaluation casts the model it is given: a copy, so the
+        # caller's model stays as trained.
+        model = copy.deepcopy(model)
+        half_eval = {"bf16_full_eval": dtype == torch.bfloat16, "fp16_full_eval": dtype == torch.float16}
     with tempfile.TemporaryDirectory() as out_dir:
-        args = _arguments(out_dir, device, dtype, setup, per_device_eval_batch_size=setup.predict_batch_size)
+        args = _arguments(
+            out_dir, device, dtype, setup, per_device_eval_batch_size=setup.predict_batch_size, **half_eval
+        )
         trainer = Trainer(model=model, args=args, data_collator=collator)
         start = time.perf_counter()
         output = trainer.predict(RowsDataset([input_ids[i] for i in order]))
