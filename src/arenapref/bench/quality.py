@@ -20,6 +20,7 @@ from arenapref.bench.suite import (
     bench_training,
     classifier_run,
     machine,
+    standard_error,
 )
 from arenapref.config import RunConfig
 from arenapref.jobs import Runtime
@@ -54,7 +55,7 @@ def training_seed_study(
         "data": {"train_csv": str(train_csv), "rows": table.height},
         "runs": runs,
         "mean_log_loss_difference": float(differences.mean()),
-        "standard_error": float(differences.std(ddof=1) / np.sqrt(len(differences))) if len(differences) > 1 else 0.0,
+        "standard_error": standard_error(differences),
         "ours_better_in": int((differences < 0).sum()),
         "mean_tokens_per_s_ratio": float(np.mean([r["tokens_per_s_ratio"] for r in runs])),
         "seconds": time.perf_counter() - started,
@@ -166,7 +167,7 @@ def oof_comparison(train_csv: Path, checkpoint: Path, run: RunConfig, n_folds: i
         # Ours minus the other side, per row: negative is better.
         difference = ours_losses - row_log_losses(labels, probs[side])
         result[f"log_loss_difference_{side}"] = float(difference.mean())
-        result[f"log_loss_difference_{side}_se"] = float(difference.std(ddof=1) / np.sqrt(len(difference)))
+        result[f"log_loss_difference_{side}_se"] = standard_error(difference)
         result[f"speedup_{side}"] = seconds[side] / seconds["ours"] if seconds["ours"] else 0.0
     result["seconds"] = time.perf_counter() - started
     return result

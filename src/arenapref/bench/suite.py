@@ -88,20 +88,23 @@ def bench_training(
     train_labels = [labels[i] for i in train_index]
     eval_ids = [input_ids[i] for i in eval_index]
     eval_labels = [labels[i] for i in eval_index]
-    shape = model_shape(fresh_model(rt, run, checkpoint, seed))
-    adapted = len(lora_layer_indices(shape["layers"], run.model.lora.layers)) / shape["layers"]
-    flops = training_flops(
-        [len(x) for x in train_ids],
-        shape["non_embedding_parameters"],
-        shape["layers"],
-        shape["attention_width"],
-        backward_share=adapted,
-        recompute_share=adapted if resolve_checkpointing(run.train.gradient_checkpointing, rt.device.type) else 0.0,
-    )
+    train_lengths = [len(x) for x in train_ids]
+    checkpointing = resolve_checkpointing(run.train.gradient_checkpointing, rt.device.type)
 
-    def fraction(seconds: float, dtype: torch.dtype) -> dict:
+    def fraction(model, seconds: float, dtype: torch.dtype) -> dict:
+        """The side's FLOP rate over the matmul rate of its dtype (every side trains the same shape)."""
         if not ceilings or dtype_name(dtype) not in ceilings:
             return {}
+        shape = model_shape(model)
+        adapted = len(lora_layer_indices(shape["layers"], run.model.lora.layers)) / shape["layers"]
+        flops = training_flops(
+            train_lengths,
+            shape["non_embedding_parameters"],
+            shape["layers"],
+            shape["attention_width"],
+            backward_share=adapted,
+            recompute_share=adapted if checkpointing else 0.0,
+        )
         return {"fraction_of_matmul_rate": rate(flops, seconds) / ceilings[dtype_name(dtype)]}
 
     # Ours takes the original's batch shape, 4 rows x accumulation 4, so each step mixes four
@@ -144,7 +147,7 @@ def bench_training(
             "padding_efficiency": result.tokens / result.tokens_computed,
             "batch_size": settings.batch_size,
             "grad_accum": settings.grad_accum,
-        } | fraction(result.session_seconds, dtype) | scores, losses
+        } | fraction(model, result.session_seconds, dtype) | scores, losses
 
     def trainer(setup: baseline.TrainerSetup, dtype: torch.dtype) -> tuple[dict, np.ndarray]:
         model = fresh_model(rt, run, checkpoint, seed)
@@ -170,7 +173,7 @@ def bench_training(
             "padding_efficiency": count.padding_efficiency,
             "batch_size": setup.batch_size,
             "grad_accum": setup.grad_accum,
-        } | fraction(seconds, dtype) | scores, losses
+        } | fraction(model, seconds, dtype) | scores, losses
 
     ours_side, ours_losses = ours(rt.dtype)
     base_dtype = original_dtype(rt)
@@ -195,9 +198,9 @@ def bench_training(
         "tokens_per_s_ratio_over_tuned": rate(ours_side["real_tokens_per_s"], tuned_side["real_tokens_per_s"]),
         # Ours minus the other side, per held-out row: negative is better.
         "log_loss_difference": float(difference.mean()),
-        "log_loss_difference_se": paired_se(difference),
+        "log_loss_difference_se": standard_error(difference),
         "log_loss_difference_over_tuned": float(tuned_difference.mean()),
-        "log_loss_difference_over_tuned_se": paired_se(tuned_difference),
+        "log_loss_difference_over_tuned_se": standard_error(tuned_difference),
     }
     if same_precision and rt.dtype != base_dtype:
         result["ours_same_precision"], _ = ours(base_dtype)
@@ -207,9 +210,9 @@ def bench_training(
     return result
 
 
-def paired_se(difference: np.ndarray) -> float:
-    """Standard error of the mean of paired per-row differences."""
-    return float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 0.0
+def standard_error(values: np.ndarray) -> float:
+    """Standard error of the mean (of paired per-row differences, or of per-seed results)."""
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def bench_preprocessing(source_csv: Path, rows: int, repeats: int = 3) -> dict:
