@@ -7,7 +7,6 @@ on one GPU. Writes gpu_check.json and gpu_check.md to --out-dir."""
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from arenapref.cli import run_main
@@ -38,12 +37,11 @@ def main() -> int:
     from arenapref.bench.report import check_table
     from arenapref.config import RunConfig, validate_config
     from arenapref.io import atomic_path, write_json_atomic
-    from arenapref.modeling import CUBLAS_WORKSPACE, resolve_device
+    from arenapref.modeling import request_deterministic_cublas, resolve_device
     from arenapref.plan import KNOWN_SHAPES
 
     run = RunConfig.from_config(validate_config(yaml.safe_load(args.configfile.read_text()) or {}))
-    if run.train.deterministic:  # cuBLAS reads it at its first use, as in the pipeline's jobs
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    request_deterministic_cublas(run.train.deterministic)  # as the pipeline's jobs do, before CUDA work
     device = resolve_device(args.device)
     run = settings_for(run, args.quantization or ("nf4" if device.type == "cuda" else "none"))
     shape = tiny_shape() if args.shape == "tiny" else KNOWN_SHAPES[args.shape]

@@ -5,6 +5,7 @@ the adapted layers that changes memory but not gradients."""
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import torch
@@ -185,7 +186,7 @@ def test_deterministic_kernels_on_cuda(tiny_checkpoint, monkeypatch, determinist
     claimed = {}
 
     def fake_claim(requested):
-        claimed["cublas"] = jobs.os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+        claimed["cublas"] = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
         return CUDA, {}
 
     monkeypatch.setattr(jobs, "claim_device", fake_claim)
@@ -214,4 +215,4 @@ def test_deterministic_kernels_stay_off_on_a_cpu(tiny_checkpoint, monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     rt = jobs.Runtime.create(RunConfig.from_config({"device": "cpu"}), tiny_checkpoint)
     assert rt.device.type == "cpu" and torch.are_deterministic_algorithms_enabled() is before
-    assert "CUBLAS_WORKSPACE_CONFIG" not in jobs.os.environ
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import shutil
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from arenapref.errors import DeviceError
 from arenapref.heads import ClassifierHead, SftHead, make_head
 from arenapref.io import atomic_dir, atomic_path, dir_sha256, stable_hash, write_json_atomic
 from arenapref.modeling import (
-    CUBLAS_WORKSPACE,
     attach_new_adapter,
     check_checkpoint,
     checkpoint_quantization,
@@ -33,6 +31,7 @@ from arenapref.modeling import (
     load_tokenizer,
     load_trained_adapter,
     lora_layer_indices,
+    request_deterministic_cublas,
     resolve_checkpointing,
     resolve_device,
     resolve_quantization,
@@ -107,9 +106,8 @@ class Runtime:
         # First, before a GPU is claimed or anything loads: a missing, empty or incomplete checkpoint is
         # one line naming what is missing, not a traceback from deep inside a tokenizer.
         check_checkpoint(checkpoint, tokenizer_dir or True)
-        if run.train.deterministic and run.device != "cpu":
-            # cuBLAS reads this once, at its first use on the GPU: it has to be set before claim_device.
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        if run.device != "cpu":
+            request_deterministic_cublas(run.train.deterministic)  # before claim_device touches the GPU
         device, gpu = claim_device(run.device)
         if device.type == "cuda":
             use_deterministic_cuda(run.train.deterministic)

@@ -60,13 +60,20 @@ def resolve_device(requested: str) -> torch.device:
 CUBLAS_WORKSPACE = ":4096:8"
 
 
+def request_deterministic_cublas(enabled: bool) -> None:
+    """train.deterministic: cuBLAS's fixed workspace. cuBLAS reads it once, at its first use on the GPU,
+    so this comes before any CUDA work; a value the user set wins."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
 def use_deterministic_cuda(enabled: bool) -> None:
     """train.deterministic on CUDA: deterministic kernels where torch has them cheaply, so that more of
     a rerun with the same seed repeats. A transformer has no convolutions, so cuDNN's deterministic
     choice costs nothing. With warn_only an op without a deterministic CUDA kernel warns instead of
     failing; that includes the backward pass of SDPA's flash and memory-efficient attention, which
     torch makes deterministic only without warn_only (docs/gpu.md, Determinism).
-    CUBLAS_WORKSPACE_CONFIG must be set before CUDA's first use (Runtime.create does)."""
+    CUBLAS_WORKSPACE_CONFIG must be set before CUDA's first use (request_deterministic_cublas)."""
     torch.backends.cudnn.benchmark = False  # its autotuning may pick a different kernel each run
     torch.backends.cudnn.deterministic = enabled
     torch.use_deterministic_algorithms(enabled, warn_only=True)
