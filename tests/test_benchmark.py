@@ -220,6 +220,21 @@ def test_oof_comparison_scores_every_fold(tmp_path, tiny_checkpoint):
     assert "| all |" in table and "Ours - the tuned Trainer:" in table
 
 
+@pytest.mark.slow
+def test_oof_comparison_over_training_seeds_keeps_the_folds(tmp_path, tiny_checkpoint):
+    out_json, out_md = run_quick_benchmark(tmp_path, tiny_checkpoint, "--oof-comparison", "2", "--oof-seeds", "1", "2")
+    study = json.loads(out_json.read_text())
+    assert [run["seed"] for run in study["runs"]] == [1, 2]
+    # Only the training seed changes: the folds are those of the configured seed in every run.
+    assert {run["fold_seed"] for run in study["runs"]} == {42}
+    assert all("original" not in run and np.isfinite(run["tuned"]["log_loss"]) for run in study["runs"])
+    ours = [run["ours"]["log_loss"] for run in study["runs"]]
+    assert ours[0] != ours[1]  # another seed trains another adapter
+    differences = [run["log_loss_difference_tuned"] for run in study["runs"]]
+    assert study["mean_log_loss_difference"] == pytest.approx(np.mean(differences))
+    assert "| mean |" in out_md.read_text() and "of 2 seeds" in out_md.read_text()
+
+
 def test_large_model_path_runs_on_a_small_shape(tmp_path, tiny_checkpoint):
     """The CUDA-only Llama-3.1-8B step, exercised on the CPU with a tiny shape: each precision
     either measures or records why it could not."""

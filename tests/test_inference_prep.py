@@ -65,3 +65,39 @@ def test_quantized_base_keeps_its_adapter_apart():
     assert is_quantized(model)
     kept = for_inference(model, torch.float32)
     assert any("lora_A" in name for name, _ in kept.named_parameters())
+
+
+def test_decoder_mask_is_left_out_only_for_right_padded_batches():
+    from arenapref.batching import pad_batch
+    from arenapref.heads import decoder_mask
+
+    _ids, right = pad_batch([[5, 6, 7], [8], [9, 10]], pad_id=0)
+    assert decoder_mask(right) is None
+    left = right.flip(1)  # padding on the left: the causal mask alone would let rows attend to it
+    assert decoder_mask(left) is left
+    holed = torch.tensor([[1, 0, 1]])
+    assert decoder_mask(holed) is holed
+
+
+@pytest.mark.parametrize("head", ["classifier", "sft"])
+def test_a_rows_prediction_does_not_depend_on_its_batch(tiny_checkpoint, tiny_tokenizer, head, monkeypatch):
+    """Batched right-padded rows run without a padding mask: each row's probabilities must be those
+    it gets alone (no padding at all), and those of the model told about the padding."""
+    import arenapref.heads as heads
+    from arenapref.modeling import load_base_model
+    from arenapref.predict import predict_probabilities
+
+    run = RunConfig.from_config({"model": {"head": head}})
+    pad, cpu, ids = tiny_tokenizer.pad_token_id, torch.device("cpu"), _ids(seed=3)
+    torch.manual_seed(0)
+    model = load_base_model(tiny_checkpoint, run.model, cpu, torch.float32, pad)
+    model_head = heads.make_head(head, tiny_tokenizer)
+    batched = predict_probabilities(model, ids, cpu, torch.float32, pad, 256, 8, head=model_head)
+    alone = predict_probabilities(model, ids, cpu, torch.float32, pad, 1, 1, head=model_head)
+    assert len({len(x) for x in ids}) > 5  # rows of many lengths, so batches hold padding
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+
+    # The same model told about the padding: what the rows computed before the mask was left out.
+    monkeypatch.setattr(heads, "decoder_mask", lambda mask: mask)
+    masked = predict_probabilities(model, ids, cpu, torch.float32, pad, 256, 8, head=model_head)
+    np.testing.assert_allclose(batched, masked, atol=1e-5)

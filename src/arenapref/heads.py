@@ -29,6 +29,19 @@ def unwrapped(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def decoder_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """The attention mask to give the decoder: none when every row's padding is on its right.
+
+    Under the causal mask a real token attends only to the tokens before it, never to padding on
+    its right, so every real position (and the last one, which is scored) computes the same
+    without a padding mask. Without one, attention takes its causal path: SDPA's flash kernels on
+    CUDA (an explicit mask sends it to a slower kernel with an L x L mask per row) and no mask
+    built per batch. A batch padded otherwise keeps its mask.
+    """
+    right_padded = bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+    return None if right_padded else attention_mask
+
+
 def smoothed_nll(true_log_probs: torch.Tensor, class_log_probs: torch.Tensor, smoothing: float) -> torch.Tensor:
     """Cross entropy against (1 - smoothing) on the true class plus smoothing / 3 on each of the
     three classes; `class_log_probs` holds the three classes' log-probabilities per row."""
@@ -50,13 +63,14 @@ class ClassifierHead:
         }
 
     def loss(self, model, batch: dict[str, torch.Tensor], smoothing: float) -> torch.Tensor:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+        mask = decoder_mask(batch["attention_mask"])
+        logits = model(input_ids=batch["input_ids"], attention_mask=mask, use_cache=False).logits
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         true = log_probs.gather(1, batch["labels"].to(logits.device)[:, None]).squeeze(1)
         return smoothed_nll(true, log_probs, smoothing)
 
     def class_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        return model(input_ids=input_ids, attention_mask=decoder_mask(attention_mask), use_cache=False).logits
 
     def scored_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: int) -> torch.Tensor:
         """Where transformers' sequence classifier reads each row: its rightmost non-padding token."""
@@ -94,7 +108,7 @@ class SftHead:
         # The decoder without the vocabulary projection: only the positions that are scored get one.
         return (
             unwrapped(model)
-            .model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            .model(input_ids=input_ids, attention_mask=decoder_mask(attention_mask), use_cache=False)
             .last_hidden_state
         )
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from arenapref.errors import CheckpointError
+from arenapref.heads import decoder_mask
 from arenapref.modeling import decoder_layers
 from arenapref.predict import batched_probabilities
 
@@ -70,15 +71,16 @@ def fold_logits(
     model, head, folds: Sequence[str], input_ids: torch.Tensor, attention_mask: torch.Tensor, split: int, pad_id: int
 ) -> dict[str, torch.Tensor]:
     """Three class logits per row for every fold, sharing the layers below `split`."""
+    mask = decoder_mask(attention_mask)
     with only_layers(model, 0, split, final_norm=False) as body:
-        shared = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        shared = body(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
     last = head.scored_positions(input_ids, attention_mask, pad_id)
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)
     logits = {}
     for fold in folds:
         model.set_adapter(fold)
         with only_layers(model, split) as body:
-            hidden = body(inputs_embeds=shared, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            hidden = body(inputs_embeds=shared, attention_mask=mask, use_cache=False).last_hidden_state
         logits[fold] = head.logits_at(model, hidden[rows, last])
     return logits
 

@@ -50,31 +50,60 @@ def render_seed_study(study: dict) -> str:
 
 
 def render_oof_comparison(study: dict) -> str:
-    """Out-of-fold log loss of the three training methods over whole folds, per fold and overall."""
-    model, ours, tuned, original = study["model"], study["ours"], study["tuned"], study["original"]
+    """Out-of-fold log loss of the training methods over whole folds, per fold and overall."""
+    model, ours, tuned = study["model"], study["ours"], study["tuned"]
+    sides = [side for side in ("ours", "tuned", "original") if side in study]
+    names = {"ours": "ours", "tuned": "tuned Trainer", "original": "original"}
+    described = "; original 4 x 4 shuffled" if "original" in study else ""
     lines = [
         f"Out-of-fold comparison ({study['mode']} mode): {model['checkpoint']} on {model['device']}, "
         f"{study['data']['rows']} rows of {study['data']['train_csv']}, {study['data']['folds']} folds, "
-        f"{ours['epochs']} epoch(s); ours batch {ours['batch_size']} x accumulation {ours['grad_accum']} length "
-        f"buckets {model['dtype']}; tuned Trainer {tuned['batch_size']} x {tuned['grad_accum']} group_by_length "
-        f"{model['dtype']}; original 4 x 4 shuffled; {study['seconds']:.0f} s in all.",
+        f"{ours['epochs']} epoch(s), training seed {study.get('seed', '-')}; ours batch {ours['batch_size']} x "
+        f"accumulation {ours['grad_accum']} length buckets {model['dtype']}; tuned Trainer {tuned['batch_size']} x "
+        f"{tuned['grad_accum']} group_by_length {model['dtype']}{described}; {study['seconds']:.0f} s in all.",
         "",
-        _row(["fold", "ours log loss", "tuned Trainer log loss", "original log loss"]),
-        _row(["---", "---:", "---:", "---:"]),
+        _row(["fold", *(f"{names[side]} log loss" for side in sides)]),
+        _row(["---", *("---:" for _ in sides)]),
     ]
     for fold, scores in study["per_fold"].items():
-        lines.append(_row([fold, *(_num(scores[side], 4) for side in ("ours", "tuned", "original"))]))
+        lines.append(_row([fold, *(_num(scores[side], 4) for side in sides)]))
     lines += [
-        _row(["all", *(_num(side["log_loss"], 4) for side in (ours, tuned, original))]),
-        _row(["training seconds", *(f"{side['seconds']:.0f}" for side in (ours, tuned, original))]),
+        _row(["all", *(_num(study[side]["log_loss"], 4) for side in sides)]),
+        _row(["training seconds", *(f"{study[side]['seconds']:.0f}" for side in sides)]),
         "",
     ]
     for side, name in (("tuned", "the tuned Trainer"), ("original", "the original")):
-        lines.append(
-            f"Ours - {name}: {study[f'log_loss_difference_{side}']:+.4f} (paired standard error "
-            f"{study[f'log_loss_difference_{side}_se']:.4f}); its training time / ours: "
-            f"{study[f'speedup_{side}']:.2f}."
-        )
+        if side in study:
+            lines.append(
+                f"Ours - {name}: {study[f'log_loss_difference_{side}']:+.4f} (paired standard error "
+                f"{study[f'log_loss_difference_{side}_se']:.4f}); its training time / ours: "
+                f"{study[f'speedup_{side}']:.2f}."
+            )
+    return "\n".join(lines) + "\n"
+
+
+def render_oof_seed_study(study: dict) -> str:
+    """The out-of-fold comparison of ours and the tuned Trainer over several training seeds."""
+    model, runs = study["model"], study["runs"]
+    lines = [
+        f"Out-of-fold comparison over {len(runs)} training seeds ({study['mode']} mode): {model['checkpoint']} on "
+        f"{model['device']}, {study['data']['rows']} rows of {study['data']['train_csv']}, "
+        f"{study['data']['folds']} folds drawn with seed {runs[0]['fold_seed']}; {study['seconds']:.0f} s in all.",
+        "",
+        _row(["training seed", "ours log loss", "tuned Trainer log loss", "ours - tuned (paired SE)", "time ratio"]),
+        _row(["---", "---:", "---:", "---:", "---:"]),
+    ]
+    for run in runs:
+        difference = f"{run['log_loss_difference_tuned']:+.4f} ({run['log_loss_difference_tuned_se']:.4f})"
+        row = [run["seed"], _num(run["ours"]["log_loss"], 4), _num(run["tuned"]["log_loss"], 4), difference]
+        lines.append(_row([*row, _num(run["speedup_tuned"], 2)]))
+    mean = {side: sum(r[side]["log_loss"] for r in runs) / len(runs) for side in ("ours", "tuned")}
+    spread = f"{study['mean_log_loss_difference']:+.4f} (SE over seeds {study['standard_error']:.4f})"
+    lines += [
+        _row(["mean", _num(mean["ours"], 4), _num(mean["tuned"], 4), spread, ""]),
+        "",
+        f"Ours has the lower out-of-fold log loss in {study['ours_better_in']} of {len(runs)} seeds.",
+    ]
     return "\n".join(lines) + "\n"
 
 

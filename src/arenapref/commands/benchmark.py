@@ -45,7 +45,15 @@ def main() -> int:
         "--oof-comparison",
         type=int,
         metavar="FOLDS",
-        help="run only the out-of-fold comparison: both methods train every fold of FOLDS as configured",
+        help="run only the out-of-fold comparison: every method trains every fold of FOLDS as configured",
+    )
+    parser.add_argument(
+        "--oof-seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="with --oof-comparison: repeat ours against the tuned Trainer once per training seed (same folds) "
+        "and report the mean difference",
     )
     parser.add_argument(
         "--shared-folds",
@@ -57,11 +65,18 @@ def main() -> int:
     parser.add_argument("--out-json", required=True, type=Path)
     parser.add_argument("--out-md", required=True, type=Path)
     args = parser.parse_args()
+    if args.oof_seeds and not args.oof_comparison:
+        parser.error("--oof-seeds needs --oof-comparison FOLDS")
     # Before torch and transformers load: a missing, empty or incomplete checkpoint is one line.
     check_checkpoint_files(args.checkpoint)
 
-    from arenapref.bench.quality import oof_comparison, training_seed_study
-    from arenapref.bench.report import render_markdown, render_oof_comparison, render_seed_study
+    from arenapref.bench.quality import oof_comparison, oof_seed_study, training_seed_study
+    from arenapref.bench.report import (
+        render_markdown,
+        render_oof_comparison,
+        render_oof_seed_study,
+        render_seed_study,
+    )
     from arenapref.bench.suite import run_benchmark
     from arenapref.io import write_json_atomic, write_text_atomic
 
@@ -83,6 +98,9 @@ def main() -> int:
         if args.training_seeds:
             study = training_seed_study(args.train, args.checkpoint, run, args.training_seeds, args.quick)
             table = render_seed_study(study)
+        elif args.oof_seeds:
+            study = oof_seed_study(args.train, args.checkpoint, run, args.oof_comparison, args.oof_seeds, args.quick)
+            table = render_oof_seed_study(study)
         else:
             study = oof_comparison(args.train, args.checkpoint, run, args.oof_comparison, args.quick)
             table = render_oof_comparison(study)
