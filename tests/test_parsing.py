@@ -4,7 +4,6 @@ import polars as pl
 import pytest
 from conftest import write_csv
 
-from arenapref import parsing
 from arenapref.errors import DataError
 from arenapref.parsing import TRAIN_COLUMNS, parse_text_columns, parse_turns, read_csv_strict
 from arenapref.preprocess import preprocess_test, preprocess_train
@@ -149,12 +148,11 @@ COERCIBLE_CELLS = {
 }
 
 
-@pytest.mark.parametrize("parts", [1, 4])
-def test_bulk_parsing_matches_the_cell_parser(parts, monkeypatch):
-    monkeypatch.setattr(parsing, "MIN_PART_ROWS", 1)  # row ranges decoded at once, even on few rows
+@pytest.mark.parametrize("range_rows", [None, 4])
+def test_bulk_parsing_matches_the_cell_parser(range_rows):
     frame = pl.DataFrame({"prompt": VALID_CELLS * 3})
     ids = list(range(100, 100 + frame.height))
-    parsed = parse_text_columns(frame, ["prompt"], ids, "train.csv", parts)["prompt"].to_list()
+    parsed = parse_text_columns(frame, ["prompt"], ids, "train.csv", range_rows)["prompt"].to_list()
     assert parsed == [parse_turns(cell, file="train.csv", row=0, field="prompt") for cell in VALID_CELLS * 3]
     assert parsed[7] == ["lone low \ufffd end"] and parsed[8] == ["not an escape \\ud83d"]
 
@@ -168,13 +166,12 @@ def test_bulk_parsing_rejects_what_the_cell_parser_rejects(cell):
     assert f"row id={len(VALID_CELLS) + 1}" in str(err.value) and COERCIBLE_CELLS[cell] in str(err.value)
 
 
-def test_the_first_bad_cell_is_reported_when_ranges_are_decoded_at_once(monkeypatch):
-    monkeypatch.setattr(parsing, "MIN_PART_ROWS", 1)
+def test_the_first_bad_cell_is_reported_when_ranges_are_decoded_at_once():
     cells = ['["ok"]'] * 40
-    cells[12], cells[33] = "[1]", "{}"  # in the first and the last of four ranges
+    cells[12], cells[33] = "[1]", "{}"  # in the second and the last of four ranges
     frame = pl.DataFrame({"response_a": cells})
     with pytest.raises(DataError, match=r"row id=13, field 'response_a'.*item 0 is int"):
-        parse_text_columns(frame, ["response_a"], list(range(1, 41)), "train.csv", parts=4)
+        parse_text_columns(frame, ["response_a"], list(range(1, 41)), "train.csv", range_rows=10)
 
 
 def test_line_numbers_follow_cells_that_span_lines_and_blank_lines(tmp_path):

@@ -253,28 +253,27 @@ STARTS_AS_LIST = rf"^{_JSON_SPACE}\["
 # rejects (low); parse_turns replaces it instead.
 SURROGATE_ESCAPE = r"\\u[dD][89a-fA-F]"
 TURNS = pl.List(pl.String)
-MIN_PART_ROWS = 2_000  # fewer rows a thread cost more in overhead than they save
+RANGE_ROWS = 8_000  # rows decoded as one piece: few enough to copy little, enough to cost little overhead
 
 
 def parse_text_columns(
-    frame: pl.DataFrame, columns: Sequence[str], ids: list[int], file: str | Path, parts: int | None = None
+    frame: pl.DataFrame, columns: Sequence[str], ids: list[int], file: str | Path, range_rows: int | None = None
 ) -> dict[str, pl.Series]:
     """Parse JSON-list columns into lists of turn texts; null where a cell is missing.
 
     The columns are taken out of `frame` (it keeps the others): one column's raw text is freed as
     soon as it is decoded, so the raw and decoded forms of all three are never held at once (peak
-    memory stays under the pandas baseline's at the competition's size). Each column is decoded in
-    `parts` row ranges at once (default: one per polars thread, at least MIN_PART_ROWS rows each),
-    which takes no more memory than decoding it whole: the ranges are views of the column, and
-    each range's decoded form is kept as one chunk of the result.
+    memory stays under the pandas baseline's at the competition's size). A column is decoded in
+    ranges of `range_rows` rows (default RANGE_ROWS), one per polars thread at a time: the ranges
+    are views of the column, each range's decoded form is one chunk of the result, and what a
+    range copies on its way (cells left to the slow path, null turns) is a range's worth, not a
+    column's.
     """
-    if parts is None:
-        parts = pl.thread_pool_size()
-    parts = max(1, min(parts, frame.height // MIN_PART_ROWS))
-    bounds = np.linspace(0, frame.height, parts + 1).astype(int)
-    ranges = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+    range_rows = max(1, range_rows or RANGE_ROWS)
+    bounds = [*range(0, frame.height, range_rows), frame.height]
+    ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
     texts = {}
-    with ThreadPoolExecutor(parts) as pool:  # polars releases the GIL while it decodes
+    with ThreadPoolExecutor(max(1, min(pl.thread_pool_size(), len(ranges)))) as pool:  # polars releases the GIL
         for column in columns:
             raw = frame.drop_in_place(column)
             pieces = [raw.slice(start, stop - start) for start, stop in ranges]
