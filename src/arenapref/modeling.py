@@ -333,21 +333,37 @@ def for_inference(model, dtype: torch.dtype):
 
     A LoRA adapter on unquantized weights is merged into them: its two small matrix products and the
     sum per adapted projection took a fifth of a 135M model's CPU inference time. A quantized base
-    keeps the adapter apart (merging into 4-bit or 8-bit weights would round it away). Plain linear
-    layers are then stored in the arithmetic's dtype, which autocast would otherwise copy them into
-    on every batch; the results are the same, as autocast rounds the weights the same way. The
-    output embeddings stay as they are (often tied to the input embeddings, which set the residual
-    stream's precision), and so does the fp32 classification layer.
+    keeps the adapter apart (merging into 4-bit or 8-bit weights would round it away). The model
+    is then held in the inference precision (`inference_precision`).
     """
     from peft import PeftModel
 
     if isinstance(model, PeftModel) and not is_quantized(model):
         model = model.merge_and_unload()
-    if dtype != torch.float32:
-        output_embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return inference_precision(model, dtype)
+
+
+def inference_precision(model, dtype: torch.dtype):
+    """Hold the model in `dtype` and pick the attention that computes it fastest; for one merged
+    model or several adapters on one base alike.
+
+    On CUDA an unquantized base is loaded in the training precision and a quantized one cannot be
+    cast, so this changes nothing there. On a CPU the base is loaded in fp32 for training under
+    autocast; for inference every weight but the fp32 classification layer is stored in `dtype`, so
+    the residual stream runs in it as on CUDA (autocast had copied each layer's input and weights
+    into bf16 every batch: a fifth of the time of the embedded model), and attention is computed
+    as two batched matrix products around a softmax: SDPA's CPU kernel ran 2.5 to 3 times slower
+    than that at head width 64 and 64 to 256 tokens (its L x L scores, a few MB a layer, are freed
+    layer by layer).
+    """
+    if dtype != torch.float32 and not is_quantized(model):
+        model.to(dtype)
         for module in model.modules():
-            if type(module) is torch.nn.Linear and module is not output_embeddings:
-                module.to(dtype)
+            if isinstance(module, Float32Linear):
+                module.float()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if next(model.parameters()).device.type == "cpu" and hasattr(base, "set_attn_implementation"):
+        base.set_attn_implementation("eager")
     model.eval()
     return model
 

@@ -118,13 +118,15 @@ class FoldPredictor:
 
     def __init__(self, export_dir: Path, run: RunConfig, folds: list[str], base_model: Path):
         from arenapref.jobs import Runtime, check_inference_memory
+        from arenapref.modeling import inference_precision
         from arenapref.multifold import first_adapted_layer, load_fold_adapters
 
         self.run = run
         self.rt = Runtime.create(run, base_model, tokenizer_dir=export_dir / "tokenizer")
         check_inference_memory(self.rt, run, base_model)
         adapters = {name: export_dir / "adapters" / name for name in folds}
-        self.model = load_fold_adapters(self.rt.base_model(run, base_model), adapters)
+        fold_model = load_fold_adapters(self.rt.base_model(run, base_model), adapters)
+        self.model = inference_precision(fold_model, self.rt.predict_dtype)  # as the pipeline predicts
         layers = self.model.config.num_hidden_layers
         self.split = first_adapted_layer(adapters, layers)
         self.shared_fraction = self.split / layers  # of a forward pass, computed once for every fold

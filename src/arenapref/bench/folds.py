@@ -12,7 +12,13 @@ import numpy as np
 import torch
 
 from arenapref.config import RunConfig
-from arenapref.modeling import attach_new_adapter, dtype_name, load_base_model, load_trained_adapter
+from arenapref.modeling import (
+    attach_new_adapter,
+    dtype_name,
+    inference_precision,
+    load_base_model,
+    load_trained_adapter,
+)
 from arenapref.multifold import first_adapted_layer, load_fold_adapters, predict_folds
 from arenapref.plan import pass_cost
 from arenapref.predict import predict_probabilities
@@ -45,6 +51,7 @@ def bench_shared_folds(checkpoint: Path, run: RunConfig, rt, input_ids: list[lis
         one_at_a_time = {}
         for name, path in adapters.items():
             model = load_trained_adapter(load_base_model(checkpoint, run.model, device, rt.dtype, pad), path)
+            model = inference_precision(model, dtype)
             one_at_a_time[name] = predict_probabilities(
                 model, input_ids, device, dtype, pad, *batch, desc=name, head=rt.head
             )
@@ -52,6 +59,7 @@ def bench_shared_folds(checkpoint: Path, run: RunConfig, rt, input_ids: list[lis
         separate = time.perf_counter() - started
         started = time.perf_counter()
         model = load_fold_adapters(load_base_model(checkpoint, run.model, device, rt.dtype, pad), adapters)
+        model = inference_precision(model, dtype)  # as the hand-in holds it
         split = first_adapted_layer(adapters, model.config.num_hidden_layers)
         shared = predict_folds(
             model, list(adapters), input_ids, device, dtype, pad, *batch, rt.head, split, desc="shared"
