@@ -52,7 +52,12 @@ def smollm2_shaped(tmp_path_factory) -> Path:
 def _measure(checkpoint: Path, dtype: torch.dtype, checkpointing: bool, rows: int, length: int):
     from arenapref.bench.memory import measure_inference_batch, measure_training_step
     from arenapref.heads import ClassifierHead
-    from arenapref.modeling import attach_new_adapter, enable_gradient_checkpointing, load_base_model
+    from arenapref.modeling import (
+        attach_new_adapter,
+        enable_gradient_checkpointing,
+        inference_precision,
+        load_base_model,
+    )
 
     run = RunConfig.from_config({})
     torch.manual_seed(0)
@@ -67,10 +72,11 @@ def _measure(checkpoint: Path, dtype: torch.dtype, checkpointing: bool, rows: in
     model.train()
     ids = torch.randint(5, 300, (rows, length))
     mask = torch.ones_like(ids)
-    mask[0, length // 2 :] = 0  # a padded row, as in real batches: the attention mask is passed
+    mask[0, length // 2 :] = 0  # a right-padded row, as in real batches
     batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.arange(rows) % 3}
     train = measure_training_step(model, ClassifierHead(), batch, dtype, torch.optim.AdamW(trainable))
-    predict = measure_inference_batch(model, ClassifierHead(), ids, mask, dtype)
+    # As inference holds the model (the adapter apart, as the hand-in keeps it).
+    predict = measure_inference_batch(inference_precision(model, dtype), ClassifierHead(), ids, mask, dtype)
     return run, train, predict
 
 

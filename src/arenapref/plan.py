@@ -153,6 +153,12 @@ class Arithmetic:
         return self.compute_bytes if self.device == "cuda" or self.quantization != "none" else 4
 
     @property
+    def inference_weight_bytes(self) -> int:
+        """Inference holds an unquantized model in the compute dtype on a CPU too
+        (modeling.inference_precision)."""
+        return self.compute_bytes if self.quantization == "none" else self.weight_bytes
+
+    @property
     def packed_weight_bytes(self) -> float:
         if self.quantization in ("nf4", "fp4"):
             return 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit codes, 8-bit absmax per 64, fp32 per 256 of those
@@ -175,7 +181,10 @@ def trained_layers(shape: ModelShape, run: RunConfig) -> int:
     return shape.layers - shape.layers // 2 if run.model.lora.layers == "upper_half" else shape.layers
 
 
-def weights_bytes(shape: ModelShape, arith: Arithmetic) -> int:
+def weights_bytes(shape: ModelShape, arith: Arithmetic, inference: bool = False) -> int:
+    if inference and arith.quantization == "none":
+        held = arith.inference_weight_bytes
+        return int((shape.layer_linear_params * shape.layers + shape.other_params) * held + shape.head_params * 4)
     packed = shape.layer_linear_params * shape.layers * arith.packed_weight_bytes
     return int(packed + shape.other_params * arith.weight_bytes + shape.head_params * 4)
 
@@ -202,15 +211,19 @@ def layer_activation_bytes(shape: ModelShape, run: RunConfig, arith: Arithmetic,
         # lora_A keeps its (autocast) input; dropout its mask; lora_B the rank-r intermediate.
         mask = arith.dropout_mask_bytes if run.model.lora.dropout > 0 else 0
         per_token += (c + mask) * d_in + c * run.model.lora.r
-    attention = shape.heads * shape.head_dim
-    # SDPA keeps q, k, v and its output (k and v repeated to every head when a padding mask is
-    # passed) and an fp32 log-sum-exp per head; the SiLU-gated MLP keeps gate, up and act(gate).
-    per_token += c * 4 * attention + 4 * shape.heads + 3 * c * shape.intermediate
-    mask = rows * length * length * c  # the boolean padding mask, turned into an additive one per layer
+    # SDPA keeps q, k, v and its output (k and v at their own width: right-padded rows go without a
+    # padding mask, heads.decoder_mask) and an fp32 log-sum-exp per head; the SiLU-gated MLP keeps
+    # gate, up and act(gate).
+    per_token += c * _qkvo_width(shape) + 4 * shape.heads + 3 * c * shape.intermediate
     copies = 0
     if arith.autocast_copies_weights:
         copies = shape.layer_linear_params * c
-    return tokens * per_token + mask + copies
+    return tokens * per_token + copies
+
+
+def _qkvo_width(shape: ModelShape) -> int:
+    """q and the attention output at every head's width, k and v at the key-value heads' width."""
+    return 2 * shape.heads * shape.head_dim + 2 * shape.kv_heads * shape.head_dim
 
 
 def top_activation_bytes(shape: ModelShape, run: RunConfig, rows: int, length: int) -> int:
@@ -241,7 +254,11 @@ def training_memory(
         saved = trained * rows * length * arith.weight_bytes * h + top
         working += layer
     else:
-        saved = trained * layer + top
+        # The first adapted layer's input needs no gradient (nothing below it trains), so its LoRA
+        # dropouts keep no mask.
+        dropout = arith.dropout_mask_bytes if run.model.lora.dropout > 0 else 0
+        unmasked = rows * length * sum(shape.lora_inputs) * dropout
+        saved = trained * layer - min(trained, 1) * unmasked + top
     parts = {
         "weights": weights_bytes(shape, arith),
         "adapter_and_optimizer": adapter_bytes(shape, run, arith, training=True),
@@ -259,19 +276,20 @@ def inference_memory(
     tokens_per_batch = tokens_per_batch or run.predict.tokens_per_batch
     rows = rows_per_batch(length, tokens_per_batch, run.predict.max_batch_rows)
     tokens = rows * length
-    c, h, s = arith.compute_bytes, shape.hidden, arith.weight_bytes
-    attention = shape.heads * shape.head_dim
+    c, h, s = arith.compute_bytes, shape.hidden, arith.inference_weight_bytes
     # Alive together at the MLP's product: the residual stream and its normed copy, gate or act,
-    # up and their product; before it, q, k, v (repeated) and the attention output.
-    per_token = 3 * s * h + c * h + max(3 * c * shape.intermediate, 4 * c * attention)
-    # The boolean padding mask; CUDA's memory-efficient kernel turns it into an additive one.
-    working = tokens * per_token + rows * length * length * (1 + (c if arith.device == "cuda" else 0))
-    if arith.autocast_copies_weights:
-        working += shape.layer_linear_params * c // 3  # the copy of the weight in use
-    elif arith.quantization != "none":
+    # up and their product; before it, q, k, v and the attention output.
+    per_token = 3 * s * h + c * h + max(3 * c * shape.intermediate, c * _qkvo_width(shape))
+    working = tokens * per_token
+    if arith.device == "cpu":
+        # Eager attention (modeling.inference_precision), per head: the scores with the mask added,
+        # then their fp32 softmax beside them (in bf16, then beside its copy back): 8 bytes at the
+        # most, plus the additive causal mask.
+        working += rows * length * length * (shape.heads * 8 + c)
+    if arith.quantization != "none":
         working += shape.hidden * shape.intermediate * c  # the widest matrix, dequantized for its matmul
     parts = {
-        "weights": weights_bytes(shape, arith),
+        "weights": weights_bytes(shape, arith, inference=True),
         "adapter": adapter_bytes(shape, run, arith, training=False),
         "working": working,
     }
