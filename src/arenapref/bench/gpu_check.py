@@ -36,6 +36,7 @@ from arenapref.modeling import (
     cuda_has_native_bf16,
     dtype_name,
     enable_gradient_checkpointing,
+    inference_precision,
     load_base_model,
     lora_layer_indices,
     needs_grad_scaler,
@@ -200,7 +201,7 @@ def inference_case(
     length = run.model.max_length
     rows = rows_per_batch(length, run.predict.tokens_per_batch, run.predict.max_batch_rows)
     model = attach_new_adapter(load_base_model(checkpoint, run.model, device, dtype, PAD_ID), run.model)
-    model.eval()
+    model = inference_precision(model, dtype)  # as the hand-in holds it, adapter apart
     head = ClassifierHead()
     batch = _batch(rows, length, shape.vocab)
     peak = measure_inference_batch(model, head, batch["input_ids"], batch["attention_mask"], dtype)
