@@ -166,6 +166,12 @@ def test_bulk_parsing_rejects_what_the_cell_parser_rejects(cell):
     assert f"row id={len(VALID_CELLS) + 1}" in str(err.value) and COERCIBLE_CELLS[cell] in str(err.value)
 
 
+def test_no_rows_parse_to_empty_turn_columns():
+    frame = pl.DataFrame({"prompt": pl.Series([], dtype=pl.String)})
+    parsed = parse_text_columns(frame, ["prompt"], [], "train.csv")["prompt"]
+    assert parsed.len() == 0 and parsed.dtype == pl.List(pl.String)
+
+
 def test_the_first_bad_cell_is_reported_when_ranges_are_decoded_at_once():
     cells = ['["ok"]'] * 40
     cells[12], cells[33] = "[1]", "{}"  # in the second and the last of four ranges

@@ -351,7 +351,7 @@ def inference_precision(model, dtype: torch.dtype):
     cast, so this changes nothing there. On a CPU the base is loaded in fp32 for training under
     autocast; for inference every weight but the fp32 classification layer is stored in `dtype`, so
     the residual stream runs in it as on CUDA (autocast had copied each layer's input and weights
-    into bf16 every batch: a fifth of the time of the embedded model), and attention is computed
+    into bf16 every batch: a quarter of the embedded model's time), and attention is computed
     as two batched matrix products around a softmax: SDPA's CPU kernel ran 2.5 to 3 times slower
     than that at head width 64 and 64 to 256 tokens (its L x L scores, a few MB a layer, are freed
     layer by layer).

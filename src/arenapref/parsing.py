@@ -269,6 +269,8 @@ def parse_text_columns(
     range copies on its way (cells left to the slow path, null turns) is a range's worth, not a
     column's.
     """
+    if frame.height == 0:
+        return {column: frame.drop_in_place(column).cast(TURNS) for column in columns}
     range_rows = max(1, range_rows or RANGE_ROWS)
     bounds = [*range(0, frame.height, range_rows), frame.height]
     ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
