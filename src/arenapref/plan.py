@@ -182,11 +182,10 @@ def trained_layers(shape: ModelShape, run: RunConfig) -> int:
 
 
 def weights_bytes(shape: ModelShape, arith: Arithmetic, inference: bool = False) -> int:
-    if inference and arith.quantization == "none":
-        held = arith.inference_weight_bytes
-        return int((shape.layer_linear_params * shape.layers + shape.other_params) * held + shape.head_params * 4)
-    packed = shape.layer_linear_params * shape.layers * arith.packed_weight_bytes
-    return int(packed + shape.other_params * arith.weight_bytes + shape.head_params * 4)
+    held = arith.inference_weight_bytes if inference else arith.weight_bytes
+    per_weight = arith.packed_weight_bytes if arith.quantization != "none" else held
+    layers = shape.layer_linear_params * shape.layers * per_weight
+    return int(layers + shape.other_params * held + shape.head_params * 4)
 
 
 def adapter_bytes(shape: ModelShape, run: RunConfig, arith: Arithmetic, training: bool) -> int:
