@@ -20,6 +20,23 @@ def test_forward_flops_counts_dense_and_attention():
     assert forward_flops([3, 5], params=10, num_layers=2, attention_width=4) == 2 * 10 * 8 + 4 * 2 * 4 * (9 + 25)
 
 
+def test_dense_layer_shapes_count_each_decoder_product_once(tiny_checkpoint):
+    import torch
+
+    from arenapref.bench.hardware import dense_layer_rate, dense_layer_shapes
+    from arenapref.config import RunConfig
+    from arenapref.modeling import attach_new_adapter, load_base_model
+
+    run = RunConfig.from_config({"model": {}})
+    model = attach_new_adapter(
+        load_base_model(tiny_checkpoint, run.model, torch.device("cpu"), torch.float32, 0), run.model
+    )
+    # The tiny Llama: width 64, 4 heads of 16, 2 key-value heads, MLP 128, 4 layers. The adapter's
+    # wrappers and factors and the classification layer are not decoder products.
+    assert dense_layer_shapes(model) == {(64, 64): 8, (64, 32): 8, (64, 128): 8, (128, 64): 4}
+    assert dense_layer_rate({(64, 32): 2}, tokens=16, device=torch.device("cpu"), dtype=torch.float32, seconds=0.01) > 0
+
+
 def test_padded_tokens_counts_each_batch_at_its_longest_row():
     from arenapref.batching import padded_tokens
 
@@ -151,6 +168,11 @@ def test_quick_benchmark_produces_every_number(tmp_path, tiny_checkpoint):
         assert inference["ours"]["dtype"] == "bfloat16" and inference["ours_same_precision"]["dtype"] == "float32"
         assert inference["precision_max_probability_difference"] < 0.1
     assert inference["baseline"]["dtype"] == "float32"  # the Trainer on a CPU
+    # The model's dense layers as bare products: each side's fraction of it is its rate over it.
+    roof = inference["dense_layer_roof"]
+    assert roof["flops_per_s"] > 1e8 and roof["dtype"] == inference["ours"]["dtype"]
+    assert roof["ours_fraction"] == pytest.approx(inference["ours"]["flops_per_s"] / roof["flops_per_s"])
+    assert roof["most_over_tuned"] == pytest.approx(1 / roof["tuned_fraction"])
     sides = (training["ours"], training["tuned"], training["baseline"])
     assert {side["optimizer_steps"] for side in sides} == {2}
     # The tuned Trainer takes ours' batch shape and precision.
@@ -185,6 +207,7 @@ def test_quick_benchmark_produces_every_number(tmp_path, tiny_checkpoint):
     table = out_md.read_text()
     assert "| measure | ours | tuned Trainer | original | ours / tuned | ours / original |" in table
     assert "inference real tokens/s" in table and "preprocessing seconds (2,000 rows" in table
+    assert "inference fraction of this model's dense layers as bare matrix products (1,024 tokens" in table
     # The GPU section shows the GPU check's figures when it has run.
     assert "GPU check on NVIDIA H200" in table and "| nf4 bfloat16 + checkpointing | 4 x 2048 | 7.1 |" in table
 

@@ -11,22 +11,11 @@ import torch
 def matmul_rate(
     device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0
 ) -> float:
-    """Best sustained FLOP/s of a square matrix multiply: the practical ceiling for dense layers."""
+    """Best sustained FLOP/s of a square matrix multiply: the machine's rate for large products (a
+    model's own, narrower layers run slower: dense_layer_rate)."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    flops = 2.0 * size**3
-    best = float("inf")
-    torch.matmul(a, b)  # warm-up: thread pool, kernels, caches
-    deadline = time.perf_counter() + seconds
-    repeats = 0
-    while repeats < 3 or time.perf_counter() < deadline:
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-        repeats += 1
-    return flops / best
+    return 2.0 * size**3 / _best_time(lambda: torch.matmul(a, b), device, seconds)
 
 
 def non_embedding_parameters(model) -> int:
@@ -71,3 +60,58 @@ def training_flops(
     the adapters' own are negligible); gradient checkpointing recomputes `recompute_share` once more."""
     forward = forward_flops(lengths, params, num_layers, attention_width)
     return forward * (1.0 + backward_share + recompute_share)
+
+
+def dense_layer_shapes(model) -> dict[tuple[int, int], int]:
+    """(in_features, out_features) of the linear layers inside the decoder blocks, with how many of
+    each: the products that make up most of a forward pass's FLOPs (the head, a few rows, is left out)."""
+    shapes: dict[tuple[int, int], int] = {}
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        in_features, out_features = getattr(module, "in_features", None), getattr(module, "out_features", None)
+        if weight is None or in_features is None or out_features is None or ".layers." not in f".{name}":
+            continue
+        # An adapter's wrapper and factors: its base layer is counted; the factors are merged for
+        # inference and rank-wide in training.
+        if "lora_" in name or hasattr(module, "base_layer"):
+            continue
+        shapes[(in_features, out_features)] = shapes.get((in_features, out_features), 0) + 1
+    return shapes
+
+
+def dense_layer_rate(
+    shapes: dict[tuple[int, int], int],
+    tokens: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    seconds: float = 2.0,
+) -> float:
+    """FLOP/s of the model's own dense layers run as bare matrix products on `tokens` rows of
+    activations: a forward pass can go no faster than this on the machine, whatever batches,
+    kernels or framework surround it (attention and the rest only add time). Each distinct shape is
+    timed, best of its repeats, and weighted by how many layers have it."""
+    flops = total = 0.0
+    for (in_features, out_features), count in sorted(shapes.items()):
+        x = torch.randn(tokens, in_features, device=device, dtype=dtype)
+        w = torch.randn(out_features, in_features, device=device, dtype=dtype)
+        best = _best_time(lambda x=x, w=w: torch.nn.functional.linear(x, w), device, seconds / len(shapes))
+        flops += count * 2.0 * tokens * in_features * out_features
+        total += count * best
+    return flops / total if total > 0 else 0.0
+
+
+def _best_time(call, device: torch.device, seconds: float) -> float:
+    call()  # warm-up: thread pool, kernel choice, caches
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    repeats = 0
+    while repeats < 3 or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        call()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+        repeats += 1
+    return best

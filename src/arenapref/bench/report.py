@@ -215,6 +215,22 @@ def render_markdown(results: dict) -> str:
         _speed_rows("inference padding efficiency", inf, "padding_efficiency", 3, ratios=False),
         _speed_rows("inference fraction of the matmul rate (its dtype)", inf, "fraction_of_matmul_rate", 3, False),
     ]
+    if "dense_layer_roof" in inf:
+        roof = inf["dense_layer_roof"]
+        lines.append(
+            _row(
+                [
+                    f"inference fraction of this model's dense layers as bare matrix products ({roof['tokens']:,} "
+                    f"tokens, {roof['dtype']}: {roof['flops_per_s'] / 1e9:.1f} GFLOP/s); ours / tuned: the most "
+                    "any method could reach",
+                    _num(roof["ours_fraction"], 3),
+                    _num(roof["tuned_fraction"], 3),
+                    "",
+                    _num(roof["most_over_tuned"], 2),
+                    "",
+                ]
+            )
+        )
     if "ours_same_precision" in inf:
         same = inf["ours_same_precision"]
         lines.append(

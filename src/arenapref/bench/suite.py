@@ -16,7 +16,7 @@ import polars as pl
 import torch
 
 from arenapref.bench import baseline, preprocessing
-from arenapref.bench.hardware import matmul_rate, training_flops
+from arenapref.bench.hardware import dense_layer_rate, dense_layer_shapes, matmul_rate, training_flops
 from arenapref.bench.inference import bench_inference, fresh_model, model_shape, original_dtype, rate
 from arenapref.config import RunConfig
 from arenapref.jobs import Runtime, package_versions
@@ -291,6 +291,8 @@ def run_benchmark(
     model = fresh_model(rt, run, checkpoint)
     shape = model_shape(model)
     inference = bench_inference(model, rt, run, input_ids[: sizes.inference_rows], ceilings)
+    log.info("measuring the model's dense layers as bare matrix products")
+    inference["dense_layer_roof"] = dense_layer_roof(model, rt, run, inference, sizes.matmul_seconds)
     del model
 
     log.info("training: ours versus Trainer, %d optimizer steps each", sizes.train_steps)
@@ -319,6 +321,22 @@ def run_benchmark(
     results["targets"] = check_targets(results)
     results["seconds"] = time.perf_counter() - started
     return results
+
+
+def dense_layer_roof(model, rt: Runtime, run: RunConfig, inference: dict, seconds: float) -> dict:
+    """The rate of the model's own dense layers as bare products, at a batch of the inference token
+    budget, in the inference precision: no inference method can run the model faster on this machine.
+    Its ratio to the tuned Trainer's rate is the most any method can gain over it here."""
+    tokens = run.predict.tokens_per_batch
+    roof = dense_layer_rate(dense_layer_shapes(model), tokens, rt.device, rt.predict_dtype, seconds)
+    return {
+        "tokens": tokens,
+        "dtype": dtype_name(rt.predict_dtype),
+        "flops_per_s": roof,
+        "ours_fraction": inference["ours"]["flops_per_s"] / roof,
+        "tuned_fraction": inference["tuned"]["flops_per_s"] / roof,
+        "most_over_tuned": roof / inference["tuned"]["flops_per_s"],
+    }
 
 
 # Against the tuned Trainer (group_by_length, bf16 where native, our batch shape; sorted rows for
