@@ -5,7 +5,7 @@ import pytest
 from conftest import write_csv
 
 from arenapref.errors import DataError
-from arenapref.parsing import TRAIN_COLUMNS, parse_text_columns, parse_turns, read_csv_strict
+from arenapref.parsing import TEXT_COLUMNS, TRAIN_COLUMNS, parse_text_columns, parse_turns, read_csv_strict
 from arenapref.preprocess import preprocess_test, preprocess_train
 
 
@@ -121,7 +121,8 @@ def test_test_rows_are_never_dropped(tmp_path):
 
 
 # Cells the bulk decoder could get wrong: surrounding space, escaped quotes and backslashes, surrogate
-# pairs and lone surrogates of either kind, a quote written as \u0022, a literal backslash before "ud83d".
+# pairs and lone surrogates of either kind, a quote written as \u0022, a literal backslash before "ud83d",
+# an escaped NUL (polars' decoding of a lone high surrogate).
 VALID_CELLS = [
     '["a", null, ""]',
     "[]",
@@ -132,6 +133,7 @@ VALID_CELLS = [
     '["lone high \\ud83d end"]',
     '["lone low \\udc00 end"]',
     '["not an escape \\\\ud83d"]',
+    '["escaped nul \\u0000 kept", "high then letter \\ud83d\\u0041", "high at the end \\uD83D"]',
     '["tab\\tnew\\nline"]',
     None,
     "   ",
@@ -155,6 +157,13 @@ def test_bulk_parsing_matches_the_cell_parser(range_rows):
     parsed = parse_text_columns(frame, ["prompt"], ids, "train.csv", range_rows)["prompt"].to_list()
     assert parsed == [parse_turns(cell, file="train.csv", row=0, field="prompt") for cell in VALID_CELLS * 3]
     assert parsed[7] == ["lone low \ufffd end"] and parsed[8] == ["not an escape \\ud83d"]
+
+
+def test_lone_high_surrogates_in_a_column_polars_decodes_are_replaced():
+    # No lone low surrogate here, so polars decodes the whole column (a lone high one to NUL).
+    cells = ['["pair \\ud83d\\ude00"]', '["lone high \\ud83d end"]', '["escaped nul \\u0000 kept"]', '["plain"]']
+    parsed = parse_text_columns(pl.DataFrame({"prompt": cells}), ["prompt"], [1, 2, 3, 4], "train.csv")["prompt"]
+    assert parsed.to_list() == [["pair \U0001f600"], ["lone high \ufffd end"], ["escaped nul \x00 kept"], ["plain"]]
 
 
 @pytest.mark.parametrize("cell", sorted(COERCIBLE_CELLS))
@@ -196,3 +205,14 @@ def test_line_numbers_follow_cells_that_span_lines_and_blank_lines(tmp_path):
     assert [csv.line(i) for i in range(3)] == [2, 5, 6]
     with pytest.raises(DataError, match=r"test.csv, line 6, field 'id': id 'x' is not an integer$"):
         preprocess_test(path)
+
+
+def test_bulk_parsing_matches_the_cell_parser_on_real_rows(real_data):
+    # Real rows hold surrogate pairs, null turns and escapes of every kind; ranges of 100 rows put
+    # some ranges with and some without each.
+    frame = read_csv_strict(real_data / "train.csv", TRAIN_COLUMNS).frame
+    cells = {column: frame[column].to_list() for column in TEXT_COLUMNS}
+    parsed = parse_text_columns(frame, TEXT_COLUMNS, list(range(len(frame))), "train.csv", range_rows=100)
+    for column in TEXT_COLUMNS:
+        expected = [parse_turns(cell, file="train.csv", row=0, field=column) for cell in cells[column]]
+        assert parsed[column].to_list() == expected

@@ -250,7 +250,7 @@ _NEXT_ITEM = rf"(?:,{_JSON_SPACE}{_JSON_ITEM}{_JSON_SPACE})"
 LIST_OF_STRINGS = rf"^{_JSON_SPACE}\[{_JSON_SPACE}(?:{_JSON_ITEM}{_JSON_SPACE}{_NEXT_ITEM}*)?\]{_JSON_SPACE}$"
 STARTS_AS_LIST = rf"^{_JSON_SPACE}\["
 # An escaped UTF-16 surrogate: the cell may hold a lone one, which polars decodes to NUL (high) or
-# rejects (low); parse_turns replaces it instead.
+# rejects (low); parse_turns replaces it instead. Only searched for once a bulk decode has failed.
 SURROGATE_ESCAPE = r"\\u[dD][89a-fA-F]"
 TURNS = pl.List(pl.String)
 RANGE_ROWS = 8_000  # rows decoded as one piece: few enough to copy little, enough to cost little overhead
@@ -290,21 +290,22 @@ def parse_text_columns(
 def parse_text_column(raw: pl.Series, ids: list[int], file: str | Path) -> pl.Series:
     """One column of JSON lists to lists of turn texts, the same as parse_turns on every cell.
 
-    Polars decodes the cells in bulk; the cells it may get wrong (not starting as a list, escaped
+    Polars decodes the cells in bulk; the cells it may get wrong (not starting as a list, lone
     surrogates, items that were not strings) and the cells it cannot decode go through parse_turns
     one by one, which handles them or names the problem.
     """
     column = raw.name
-    candidate = raw.str.contains(STARTS_AS_LIST).fill_null(False) & ~raw.str.contains(SURROGATE_ESCAPE).fill_null(False)
+    starts_as_list = raw.str.contains(STARTS_AS_LIST).fill_null(False)
 
-    def decode(pick: pl.Series | None) -> pl.Series:
-        cells = raw if pick is None else pl.select(pl.when(pick).then(raw).otherwise(None)).to_series()
+    def decode(pick: pl.Series) -> pl.Series:
+        cells = pl.select(pl.when(pick).then(raw).otherwise(None)).to_series()  # masking costs a copy
         return cells.str.json_decode(TURNS)
 
-    try:  # the usual case: every cell strict JSON, decoded whole (masking the column costs a copy)
-        decoded = decode(None)
+    try:  # the usual case: every cell strict JSON, decoded whole
+        decoded, candidate = raw.str.json_decode(TURNS), starts_as_list
     except pl.exceptions.PolarsError:
-        try:  # a lone surrogate polars rejects: leave the surrogate cells to parse_turns
+        candidate = starts_as_list & ~raw.str.contains(SURROGATE_ESCAPE).fill_null(False)
+        try:  # a lone low surrogate, which polars rejects: leave the surrogate cells to parse_turns
             decoded = decode(candidate)
         except pl.exceptions.PolarsError:  # some cell is not a list of strings: find it with the grammar
             candidate = candidate & raw.str.contains(LIST_OF_STRINGS).fill_null(False)
@@ -312,25 +313,32 @@ def parse_text_column(raw: pl.Series, ids: list[int], file: str | Path) -> pl.Se
 
     # Polars turns number and boolean items into text. A cell whose items are all strings or null has
     # two quotes per string item plus one per escaped quote inside them; a cell with any other item
-    # (or a quote written as \u0022) has fewer, and takes the slow path.
-    quotes = pl.element().str.count_matches('"', literal=True)
+    # (or a quote written as \u0022) has fewer, and takes the slow path. Polars decodes a lone high
+    # surrogate to NUL (a pair it decodes right): a NUL in a decoded turn is counted with the quotes,
+    # so that cell (or one with an escaped NUL, which parse_turns keeps) takes the slow path too.
+    quotes = pl.element().str.count_matches(r'["\x00]')
     null_items = decoded.list.eval(pl.element().is_null()).list.sum()
     exact = (
         raw.str.count_matches('"', literal=True) - decoded.list.eval(quotes).list.sum()
         == 2 * (decoded.list.len() - null_items)
     ).fill_null(False)
-    if (null_items.fill_null(0) > 0).any():  # a null turn becomes empty text; copying the column only then
-        decoded = decoded.list.eval(pl.element().fill_null("")).cast(TURNS)
     bulk = (candidate & exact).to_numpy()
     slow = np.flatnonzero(~bulk & raw.is_not_null().to_numpy())
-    if len(slow):
+    # A null turn becomes empty text. Filling every cell would copy the column's text (polars' fill
+    # copies string data); only the few cells with a null turn are filled and patched in.
+    holes = np.flatnonzero(bulk & (null_items.fill_null(0) > 0).to_numpy())
+    if len(slow) or len(holes):
         values = raw.gather(slow).to_list()
-        # Position 0 is a null; slow row k takes the k-th parsed value, every other row the null.
         cells = [parse_turns(v, file=file, row=ids[i], field=column) for v, i in zip(values, slow, strict=True)]
-        patch = pl.Series([None, *cells], dtype=TURNS)
+        filled = decoded.gather(holes).list.eval(pl.element().fill_null("")).cast(TURNS)
+        # Position 0 is a null; a patched row takes its own value, every other row outside `keep` the null.
+        patch = pl.concat([pl.Series([None, *cells], dtype=TURNS), filled])
         pick = np.zeros(len(raw), dtype=np.int64)
         pick[slow] = np.arange(1, len(slow) + 1)
-        decoded = pl.select(pl.when(pl.lit(pl.Series(bulk))).then(decoded).otherwise(patch.gather(pick))).to_series()
+        pick[holes] = np.arange(len(slow) + 1, len(slow) + 1 + len(holes))
+        keep = bulk.copy()
+        keep[holes] = False
+        decoded = pl.select(pl.when(pl.lit(pl.Series(keep))).then(decoded).otherwise(patch.gather(pick))).to_series()
     return decoded.alias(column)
 
 
