@@ -23,16 +23,18 @@ from arenapref.kaggle import (
     kernel_push_command,
     kernel_status_command,
     kernel_submit_command,
+    require_credentials,
+    submission_message,
+    unpack_competition_zip,
+)
+from arenapref.kernel import check_kernel_folder, kaggle_input_path, write_kernel_folder
+from arenapref.notebook_submission import (
     parse_dataset_status,
     parse_kernel_status,
     parse_push_version,
-    require_credentials,
-    submission_message,
     submit_via_kernel,
-    unpack_competition_zip,
     wait_for_kernel,
 )
-from arenapref.kernel import check_kernel_folder, kaggle_input_path, write_kernel_folder
 from arenapref.sample_data import write_sample
 
 ROOT = Path(__file__).resolve().parents[1]

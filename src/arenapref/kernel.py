@@ -5,7 +5,8 @@ exported folder (uploaded as a Kaggle dataset) and the base checkpoint from its 
 the export's wheels offline when it ships any, runs the export's predict.py on the competition's test.csv
 and leaves /kaggle/working/submission.csv, the file `competitions submit -k KERNEL -v VERSION` names.
 
-Nothing here talks to Kaggle: this module only writes and checks the folder that arenapref.kaggle pushes.
+Nothing here talks to Kaggle: this module only writes and checks the folder that
+arenapref.notebook_submission pushes.
 The field names are the ones the kaggle CLI 2.2.5 reads in `kernels push` (KaggleApi.kernels_push).
 """
 

@@ -13,12 +13,14 @@ from arenapref.errors import KaggleError
 from arenapref.io import write_json_atomic
 from arenapref.kaggle import (
     COMPETITION,
-    check_export_folder,
     require_credentials,
     submission_message,
-    submit_via_kernel,
 )
 from arenapref.kernel import check_kernel_folder
+from arenapref.notebook_submission import (
+    check_export_folder,
+    submit_via_kernel,
+)
 
 
 @command
