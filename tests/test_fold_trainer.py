@@ -23,7 +23,7 @@ def test_a_chunks_short_last_group_is_filled_in_front_and_never_straddles_chunks
 
 @pytest.mark.slow
 def test_training_counts_tokens_on_the_masks_and_restores_the_forward(tiny_checkpoint, tmp_path):
-    from arenapref.batching import length_bucketed_chunks, padded_tokens
+    from arenapref.batching import length_grouped_chunks, padded_tokens
     from arenapref.jobs import Runtime
     from arenapref.modeling import attach_new_adapter
     from arenapref.preprocess import preprocess_train
@@ -40,7 +40,7 @@ def test_training_counts_tokens_on_the_masks_and_restores_the_forward(tiny_check
     result = train_adapter(model, examples, run.train, rt.device, rt.dtype, tmp_path / "resume", {"c": "x"})
 
     lengths = [len(x) for x in input_ids]
-    chunks = length_bucketed_chunks(lengths, 4, 8, 1, run.train.seed)
+    chunks = length_grouped_chunks(lengths, 4, 8, 1, run.train.seed)
     assert result.tokens == sum(lengths)  # one epoch: every row once
     assert result.tokens_computed == padded_tokens(lengths, [batch for chunk in chunks for batch in chunk])
     assert result.optimizer_steps == sum(plan_steps(chunks, run.train))

@@ -19,24 +19,29 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
     return input_ids, attention_mask
 
 
-def length_bucketed_chunks(
+def length_grouped_chunks(
     lengths: Sequence[int], batch_size: int, chunk_size: int, epochs: int, seed: int
 ) -> list[list[np.ndarray]]:
-    """Training order: per epoch, batches of rows of similar length, in random order, grouped into
-    chunks of about `chunk_size` rows (the unit of checkpointing).
+    """Training order: per epoch, the order of transformers' length-grouped sampler (the Trainer's
+    `group_by_length`), cut into batches, grouped into chunks of about `chunk_size` rows (the unit
+    of checkpointing).
 
-    Sorting by length keeps padding low, as in the original method; shuffling the batches keeps
-    the order from being a curriculum. Visiting length-sorted chunks in order made the last
-    updates see only the longest rows, whose labels are not distributed like the rest.
+    The sampler shuffles the rows, then sorts blocks of up to 50 batches by length, longest first,
+    and puts the longest row of all in the first batch: batches pad little, the epoch is no
+    curriculum (a block is a random draw), the rows sharing a batch change from epoch to epoch, and
+    an out-of-memory error shows in the first step instead of hours into a fold. Our earlier order
+    (all rows sorted, batches visited at random) padded less (1 % against 5 %) but learned no better:
+    over four out-of-fold comparisons it ended 0.01 to 0.07 worse (docs/speed.md).
     """
-    lengths = np.asarray(lengths)
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    lengths = [int(n) for n in lengths]
     batches_per_chunk = max(1, -(-chunk_size // batch_size))
     chunks: list[list[np.ndarray]] = []
     for epoch in range(epochs):
-        rng = np.random.default_rng([seed, epoch])
-        order = np.lexsort((rng.random(len(lengths)), lengths))  # by length, ties at random
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+        order = np.asarray(get_length_grouped_indices(lengths, batch_size, generator=generator), dtype=np.int64)
         batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-        batches = [batches[i] for i in rng.permutation(len(batches))]
         chunks += [batches[i : i + batches_per_chunk] for i in range(0, len(batches), batches_per_chunk)]
     return chunks
 

@@ -1,10 +1,10 @@
 """The transformers.Trainer that runs one fold's training (arenapref.training.train_adapter sets it up).
 
 What it changes in the Trainer, and why:
-- batches: ours (length-bucketed, in chunk order), not a sampler of its own. The Trainer groups every
-  `gradient_accumulation_steps` batches into an optimizer step, so a chunk whose last group is short
-  gets empty filler batches at the front of that group: groups never straddle a chunk, and the real
-  batches come last, where a DDP run would synchronise the gradients.
+- batches: ours (the length-grouped sampler's order, cut into chunks), not a sampler of its own.
+  The Trainer groups every `gradient_accumulation_steps` batches into an optimizer step, so a chunk
+  whose last group is short gets empty filler batches at the front of that group: groups never
+  straddle a chunk, and the real batches come last, where a DDP run would synchronise the gradients.
 - loss: the head's (`head.loss`), each batch weighted by its rows over the group's rows, which the
   group's batches carry as plain numbers (counted on the CPU: no device sync per micro-batch).
 - autocast: around the whole loss, since the sft head calls the decoder and its output layer

@@ -157,7 +157,7 @@ class Runtime:
 
 
 def plan_training_memory(rt: Runtime, run: RunConfig, checkpoint: Path, longest: int) -> dict:
-    """The memory plan of this fold's training (at its longest length bucket); on a GPU, stops before
+    """The memory plan of this fold's training (at its longest batch); on a GPU, stops before
     any weight is loaded when the plan does not fit the free memory, naming settings that would."""
     from arenapref.plan import GIB, Arithmetic, ModelShape, describe_change, fits, settings_that_fit, training_memory
 

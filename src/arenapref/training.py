@@ -1,16 +1,17 @@
 """Training one fold's LoRA adapter, on a transformers.Trainer (arenapref.fold_trainer).
 
-Kept from the original method: rows sorted by length (into batches of similar length) and
-processed in chunks, with the adapter checkpointed after each chunk. Fixed: batches are visited in
-a seeded random order rather than shortest to longest, one optimizer and one learning-rate schedule run across
-all chunks (the original restarted the schedule every chunk), every fold starts from a fresh
-adapter (the original kept training one model across folds, so fold k's adapter had seen fold
-k's validation rows), and an interrupted fold resumes at its last finished chunk.
+Kept from the original method: batches of rows of similar length, processed in chunks, with the
+adapter checkpointed after each chunk. Fixed: the order is the Trainer's length-grouped sampler's
+(random blocks, each sorted, the longest batch first) rather than shortest to longest, one
+optimizer and one learning-rate schedule run across all chunks (the original restarted the
+schedule every chunk), every fold starts from a fresh adapter (the original kept training one
+model across folds, so fold k's adapter had seen fold k's validation rows), and an interrupted fold
+resumes at its last finished chunk.
 
 The loop is the Trainer's: our own loop measured 0.98x a well-configured Trainer's real tokens/s
 (SmolLM2-135M, 2 CPU cores), so writing it bought nothing, while the Trainer brings reporting
 (train.report_to: TensorBoard, MLflow) and accelerate's device and multi-GPU handling. What stays
-ours: the length-bucketed batches in chunk order, the heads' losses, the optimizer and schedule over
+ours: the length-grouped batches in chunks, the heads' losses, the optimizer and schedule over
 the whole fold, the per-chunk seed, and the resume points (arenapref.checkpointing: adapter,
 optimizer, schedule, fp16 loss scale, history), saved after each chunk, not the Trainer's
 checkpoint folders.
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arenapref.batching import length_bucketed_chunks
+from arenapref.batching import length_grouped_chunks
 from arenapref.checkpointing import (
     CorruptCheckpoint,
     ResumePoint,
@@ -97,8 +98,8 @@ def plan_steps(chunks: Sequence[Sequence[np.ndarray]], settings: TrainSettings) 
 
 
 def cap_steps(chunks: list[list[np.ndarray]], settings: TrainSettings, max_steps: int) -> list[list[np.ndarray]]:
-    """The chunks cut after `max_steps` optimizer steps (batches are in random order, so the rows
-    seen are a random share of the epoch)."""
+    """The chunks cut after `max_steps` optimizer steps (the sampler's blocks are random draws, so
+    the rows seen are a random share of the epoch)."""
     capped, steps = [], 0
     for batches in chunks:
         room = (max_steps - steps) * settings.grad_accum
@@ -111,9 +112,7 @@ def cap_steps(chunks: list[list[np.ndarray]], settings: TrainSettings, max_steps
 
 def fold_steps(rows: int, settings: TrainSettings) -> int:
     """Optimizer steps a fold trains for on `rows` rows (they depend on the count alone)."""
-    chunks = length_bucketed_chunks(
-        [0] * rows, settings.batch_size, settings.chunk_size, settings.epochs, settings.seed
-    )
+    chunks = length_grouped_chunks([0] * rows, settings.batch_size, settings.chunk_size, settings.epochs, settings.seed)
     return sum(plan_steps(chunks, settings))
 
 
@@ -228,7 +227,7 @@ def train_adapter(
 
         head = ClassifierHead()
     started = time.perf_counter()
-    chunks = length_bucketed_chunks(
+    chunks = length_grouped_chunks(
         [len(x) for x in examples.input_ids], settings.batch_size, settings.chunk_size, settings.epochs, settings.seed
     )
     if max_steps is not None:

@@ -59,7 +59,7 @@ def render_oof_comparison(study: dict) -> str:
         f"Out-of-fold comparison ({study['mode']} mode): {model['checkpoint']} on {model['device']}, "
         f"{study['data']['rows']} rows of {study['data']['train_csv']}, {study['data']['folds']} folds, "
         f"{ours['epochs']} epoch(s), training seed {study.get('seed', '-')}; ours batch {ours['batch_size']} x "
-        f"accumulation {ours['grad_accum']} length buckets {model['dtype']}; tuned Trainer {tuned['batch_size']} x "
+        f"accumulation {ours['grad_accum']} length-grouped {model['dtype']}; tuned Trainer {tuned['batch_size']} x "
         f"{tuned['grad_accum']} group_by_length {model['dtype']}{described}; {study['seconds']:.0f} s in all.",
         "",
         _row(["fold", *(f"{names[side]} log loss" for side in sides)]),
@@ -204,7 +204,7 @@ def render_markdown(results: dict) -> str:
         f"merged where the base is unquantized); tuned Trainer {tuned['dtype']}, rows sorted by length, batch "
         f"{tuned['batch_size']}; original {base['dtype']}, file order, batch {base['batch_size']}. Training: "
         f"{tr['ours']['optimizer_steps']} steps x {tr['ours']['batch_size'] * tr['ours']['grad_accum']} rows; ours "
-        f"{tr['ours']['batch_size']} x {tr['ours']['grad_accum']} length buckets {tr['ours']['dtype']}; tuned "
+        f"{tr['ours']['batch_size']} x {tr['ours']['grad_accum']} length-grouped {tr['ours']['dtype']}; tuned "
         f"Trainer {tr['tuned']['batch_size']} x {tr['tuned']['grad_accum']} group_by_length {tr['tuned']['dtype']}; "
         f"original 4 x 4 shuffled {tr['baseline']['dtype']}.",
         "",
