@@ -36,6 +36,10 @@ def test_the_longest_row_comes_first_and_the_epoch_is_no_curriculum():
         assert lengths[last_chunk].max() > 2 * len(last_chunk)
 
 
+def test_no_rows_no_chunks():
+    assert length_grouped_chunks([], batch_size=4, chunk_size=100, epochs=2, seed=0) == []
+
+
 def test_rows_share_other_batches_in_another_epoch():
     lengths = np.random.default_rng(6).integers(1, 1000, size=400)
     first, second = np.split(np.array([b for c in length_grouped_chunks(lengths, 4, 40, 2, seed=1) for b in c]), 2)

@@ -36,6 +36,8 @@ def length_grouped_chunks(
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
     lengths = [int(n) for n in lengths]
+    if not lengths:  # the sampler cannot order nothing
+        return []
     batches_per_chunk = max(1, -(-chunk_size // batch_size))
     chunks: list[list[np.ndarray]] = []
     for epoch in range(epochs):
