@@ -351,10 +351,11 @@ def inference_precision(model, dtype: torch.dtype):
     cast, so this changes nothing there. On a CPU the base is loaded in fp32 for training under
     autocast; for inference every weight but the fp32 classification layer is stored in `dtype`, so
     the residual stream runs in it as on CUDA (autocast had copied each layer's input and weights
-    into bf16 every batch: a quarter of the embedded model's time), and attention is computed
-    as two batched matrix products around a softmax: SDPA's CPU kernel ran 2.5 to 3 times slower
-    than that at head width 64 and 64 to 256 tokens (its L x L scores, a few MB a layer, are freed
-    layer by layer).
+    into bf16 every batch: a quarter of the embedded model's time), and attention is computed as
+    two batched matrix products around a softmax, a slice at a time (cpu_attention; eager's
+    arithmetic): SDPA's CPU kernel ran 2.5 to 3 times slower than such products at head width 64
+    and 64 to 256 tokens, and eager attention, the whole batch's scores at once, 1.2 to 9 times
+    slower than the slices from 128 to 1,024 tokens.
     """
     if dtype != torch.float32 and not is_quantized(model):
         model.to(dtype)
@@ -363,7 +364,9 @@ def inference_precision(model, dtype: torch.dtype):
                 module.float()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if next(model.parameters()).device.type == "cpu" and hasattr(base, "set_attn_implementation"):
-        base.set_attn_implementation("eager")
+        from arenapref import cpu_attention
+
+        base.set_attn_implementation(cpu_attention.NAME if cpu_attention.supports(base.config) else "eager")
     model.eval()
     return model
 
