@@ -19,8 +19,6 @@ CUDA keeps SDPA's fused kernels; training keeps SDPA (it needs the attention pro
 from __future__ import annotations
 
 import torch
-from transformers import AttentionInterface
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "sliced_cpu"
 # fp32 scores a slice may hold: 4 MiB fits the caches of a server core pair with room for the
@@ -38,6 +36,15 @@ def supports(config) -> bool:
     return getattr(config, "model_type", None) in SUPPORTED_MODEL_TYPES
 
 
+def register() -> None:
+    """Make NAME an attention implementation transformers models can be set to (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(NAME, sliced_attention)
+    AttentionMaskInterface.register(NAME, causal_or_additive_mask)
+
+
 def slice_shape(heads: int, queries: int, keys: int) -> tuple[int, int]:
     """(rows, queries) a slice scores: blocks of QUERY_BLOCK queries, as many rows of them as fit
     in SLICE_BYTES of fp32 scores; fewer queries where one row's block does not fit (at least 16,
@@ -47,6 +54,12 @@ def slice_shape(heads: int, queries: int, keys: int) -> tuple[int, int]:
     if block_bytes <= SLICE_BYTES:
         return max(1, SLICE_BYTES // block_bytes), block
     return 1, min(block, max(16, SLICE_BYTES // (heads * keys * 4)))
+
+
+def largest_slice(rows: int, heads: int, length: int) -> int:
+    """Scores the largest slice of a batch of `rows` x `length` tokens holds (for the memory plan)."""
+    rows_per_slice, block = slice_shape(heads, length, length)
+    return min(rows, rows_per_slice) * heads * block * length
 
 
 def sliced_attention(
@@ -111,11 +124,9 @@ def _upper_triangle(size: int, dtype: torch.dtype, device: torch.device) -> torc
 def causal_or_additive_mask(*, dtype: torch.dtype = torch.float32, **kwargs) -> torch.Tensor | None:
     """The mask transformers builds for this attention: None where causality alone masks (SDPA's
     rule: no padding, as many queries as keys), else eager's additive mask (0 or the dtype's minimum)."""
+    from transformers.masking_utils import sdpa_mask
+
     mask = sdpa_mask(**kwargs)
     if mask is None:
         return None
     return torch.where(mask, torch.zeros((), device=mask.device, dtype=dtype), torch.finfo(dtype).min)
-
-
-AttentionInterface.register(NAME, sliced_attention)
-AttentionMaskInterface.register(NAME, causal_or_additive_mask)

@@ -366,6 +366,7 @@ def inference_precision(model, dtype: torch.dtype):
     if next(model.parameters()).device.type == "cpu" and hasattr(base, "set_attn_implementation"):
         from arenapref import cpu_attention
 
+        cpu_attention.register()
         base.set_attn_implementation(cpu_attention.NAME if cpu_attention.supports(base.config) else "eager")
     model.eval()
     return model

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from arenapref.batching import rows_per_batch
 from arenapref.config import RunConfig
+from arenapref.cpu_attention import largest_slice
 
 GIB = 2**30
 # What a CUDA process holds outside torch's allocator (context, kernels, cuBLAS workspace), and the
@@ -282,10 +283,10 @@ def inference_memory(
     per_token = 3 * s * h + c * h + max(3 * c * shape.intermediate, c * _qkvo_width(shape))
     working = tokens * per_token
     if arith.device == "cpu":
-        # Eager attention (modeling.inference_precision), per head: the scores with the mask added,
-        # then their fp32 softmax beside them (in bf16, then beside its copy back): 8 bytes at the
-        # most, plus the additive causal mask.
-        working += rows * length * length * (shape.heads * 8 + c)
+        # Attention in slices (cpu_attention): the largest slice's scores beside their fp32 softmax
+        # and its copy back (8 bytes a score at the most), and the queries regrouped by key/value
+        # head beside q. Right-padded rows build no mask.
+        working += 8 * largest_slice(rows, shape.heads, length) + tokens * c * shape.heads * shape.head_dim
     if arith.quantization != "none":
         working += shape.hidden * shape.intermediate * c  # the widest matrix, dequantized for its matmul
     parts = {
