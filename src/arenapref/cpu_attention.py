@@ -113,6 +113,7 @@ def sliced_attention(
             weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(dtype)
             block_out = torch.bmm(weights.view(n * kv_heads, m * group, seen), values[kv, :seen])
             out[row:row_end, start:stop].copy_(block_out.view(n, kv_heads, m, group, head_dim).transpose(1, 2))
+            del scores, weights, block_out  # before the next slice's scores are allocated, not after
     return out.view(batch, length, heads, head_dim), None
 
 

@@ -278,15 +278,17 @@ def inference_memory(
     rows = rows_per_batch(length, tokens_per_batch, run.predict.max_batch_rows)
     tokens = rows * length
     c, h, s = arith.compute_bytes, shape.hidden, arith.inference_weight_bytes
-    # Alive together at the MLP's product: the residual stream and its normed copy, gate or act,
-    # up and their product; before it, q, k, v and the attention output.
-    per_token = 3 * s * h + c * h + max(3 * c * shape.intermediate, c * _qkvo_width(shape))
-    working = tokens * per_token
+    # Alive throughout: the residual stream and its normed copy. At the MLP's product, besides them:
+    # gate or act, up and their product; at attention: q, k, v and the attention output, and on a
+    # CPU the queries regrouped by key/value head and the largest slice's scores beside their fp32
+    # softmax and its copy back (8 bytes a score at the most; cpu_attention; right-padded rows
+    # build no mask). The two stages are not alive at once: the peak is the larger.
+    stream = tokens * (3 * s * h + c * h)
+    mlp = tokens * 3 * c * shape.intermediate
+    attention = tokens * c * _qkvo_width(shape)
     if arith.device == "cpu":
-        # Attention in slices (cpu_attention): the largest slice's scores beside their fp32 softmax
-        # and its copy back (8 bytes a score at the most), and the queries regrouped by key/value
-        # head beside q. Right-padded rows build no mask.
-        working += 8 * largest_slice(rows, shape.heads, length) + tokens * c * shape.heads * shape.head_dim
+        attention += tokens * c * shape.heads * shape.head_dim + 8 * largest_slice(rows, shape.heads, length)
+    working = stream + max(mlp, attention)
     if arith.quantization != "none":
         working += shape.hidden * shape.intermediate * c  # the widest matrix, dequantized for its matmul
     parts = {
