@@ -284,6 +284,19 @@ def test_large_model_path_runs_on_a_small_shape(tmp_path, tiny_checkpoint):
         assert "error" in entry or entry["max_probability_difference"] < 1e-2
 
 
+def test_attention_comparison_alternates_both_and_they_agree(tmp_path, tiny_checkpoint):
+    out_json, out_md = run_quick_benchmark(tmp_path, tiny_checkpoint, "--attention-comparison", "2")
+    result = json.loads(out_json.read_text())
+    assert result["rows"] == 48 and result["attention"] == "sliced_cpu"
+    assert [len(result["seconds"][side]) for side in ("eager", "sliced")] == [2, 2]
+    assert all(s > 0 for s in result["seconds"]["eager"] + result["seconds"]["sliced"])
+    expected = [e / s for e, s in zip(result["seconds"]["eager"], result["seconds"]["sliced"], strict=True)]
+    assert result["speedup_per_round"] == pytest.approx(expected)
+    assert result["max_probability_difference"] < 1e-2  # the same arithmetic in another order (bf16 at most)
+    table = out_md.read_text()
+    assert "| 1 |" in table and "| 2 |" in table and "Median eager / sliced" in table
+
+
 def test_shared_folds_comparison_runs_and_agrees(tmp_path, tiny_checkpoint):
     """`benchmark.py --shared-folds`: both ways give the same probabilities; the table is written."""
     from arenapref.bench.folds import bench_shared_folds, shared_folds_table

@@ -62,6 +62,12 @@ def main() -> int:
         help="run only the hand-in comparison: FOLDS adapters one at a time against all on one model "
         "with the lower layers shared",
     )
+    parser.add_argument(
+        "--attention-comparison",
+        type=int,
+        metavar="ROUNDS",
+        help="run only CPU inference with eager attention against the sliced one, ROUNDS alternating rounds",
+    )
     parser.add_argument("--out-json", required=True, type=Path)
     parser.add_argument("--out-md", required=True, type=Path)
     args = parser.parse_args()
@@ -93,6 +99,19 @@ def main() -> int:
         write_json_atomic(args.out_json, result)
         write_text_atomic(args.out_md, shared_folds_table(result))
         print(shared_folds_table(result))
+        return 0
+    if args.attention_comparison:
+        from arenapref.bench.attention import attention_comparison, render_attention_comparison
+        from arenapref.jobs import Runtime
+        from arenapref.preprocess import preprocess_train
+
+        table, _ = preprocess_train(args.train, n_folds=5, seed=run.train.seed)
+        rt = Runtime.create(run, args.checkpoint)
+        input_ids = rt.encode(table)[: 48 if args.quick else 320]  # the benchmark's inference rows
+        result = attention_comparison(rt, run, args.checkpoint, input_ids, args.attention_comparison)
+        write_json_atomic(args.out_json, result)
+        write_text_atomic(args.out_md, render_attention_comparison(result))
+        print(render_attention_comparison(result))
         return 0
     if args.training_seeds or args.oof_comparison:
         if args.training_seeds:
