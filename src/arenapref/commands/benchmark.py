@@ -102,16 +102,19 @@ def main() -> int:
         return 0
     if args.attention_comparison:
         from arenapref.bench.attention import attention_comparison, render_attention_comparison
+        from arenapref.bench.suite import Sizes
         from arenapref.jobs import Runtime
         from arenapref.preprocess import preprocess_train
 
+        # The rows the full benchmark's inference section runs on.
         table, _ = preprocess_train(args.train, n_folds=5, seed=run.train.seed)
         rt = Runtime.create(run, args.checkpoint)
-        input_ids = rt.encode(table)[: 48 if args.quick else 320]  # the benchmark's inference rows
+        input_ids = rt.encode(table)[: Sizes.for_mode(args.quick).inference_rows]
         result = attention_comparison(rt, run, args.checkpoint, input_ids, args.attention_comparison)
+        rendered = render_attention_comparison(result)
         write_json_atomic(args.out_json, result)
-        write_text_atomic(args.out_md, render_attention_comparison(result))
-        print(render_attention_comparison(result))
+        write_text_atomic(args.out_md, rendered)
+        print(rendered)
         return 0
     if args.training_seeds or args.oof_comparison:
         if args.training_seeds:
