@@ -13,6 +13,7 @@ import polars as pl
 import torch
 
 from arenapref import LABEL_COLUMNS
+from arenapref.allocator import keep_freed_memory
 from arenapref.augment import swap_responses, tta_halves
 from arenapref.config import RunConfig
 from arenapref.errors import DeviceError
@@ -111,6 +112,8 @@ class Runtime:
         device, gpu = claim_device(run.device)
         if device.type == "cuda":
             use_deterministic_cuda(run.train.deterministic)
+        else:
+            keep_freed_memory()  # tensors in host memory: reuse freed pages instead of faulting in new ones
         tokenizer = load_tokenizer(tokenizer_dir or checkpoint, run.model.trust_remote_code)
         quantization = resolve_quantization(run.model.quantization, device, checkpoint_quantization(checkpoint))
         dtype = compute_dtype(run.train.precision, device, quantization)
