@@ -3,11 +3,11 @@
 By default glibc hands every block over 128 KiB its own fresh pages (mmap) and gives them back when
 freed (munmap), raising that bar only after such a block is freed. A model on a CPU allocates and
 frees megabytes per operator (a 2,048-token batch's MLP activations are 6 MB), so each operator's
-output was written into pages the kernel had to fault in first: 1.4 million page faults and 2.5
-seconds of system time per 160 rows of the embedded model's inference, 20-30 % of its time. With
+output was written into pages the kernel had to fault in first: 1.3-1.6 million page faults and
+2.3-2.5 s of system time in a pass of the embedded model over 160 rows (6.1-7.8 s in all). With
 blocks up to glibc's largest bar taken from the heap, and freed memory kept rather than returned,
-the same rows fault a few hundred times. The process's peak is unchanged; it keeps what it freed
-until it exits (each rule is its own process).
+the same pass faults at most a few thousand times and takes 5.6-5.8 s. The process's peak is
+unchanged; it keeps what it freed until it exits (each rule is its own process).
 
 PyTorch's own CPU allocator has no cache (unlike its CUDA one); jemalloc or tcmalloc preloaded
 would do the same, at the price of a library to ship and LD_PRELOAD in every rule.
