@@ -16,7 +16,6 @@ would do the same, at the price of a library to ship and LD_PRELOAD in every rul
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import sys
@@ -62,10 +61,10 @@ def _apply() -> bool:
 
 
 def _glibc():
-    """The C library when it is glibc (musl also has mallopt, which ignores these settings)."""
-    name = ctypes.util.find_library("c") or "libc.so.6"
+    """The process's C library when it is glibc (musl also has mallopt, which ignores these
+    settings); looked up among the symbols already loaded, without searching for a library file."""
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version.restype = ctypes.c_char_p
         libc.gnu_get_libc_version()
     except (OSError, AttributeError):
