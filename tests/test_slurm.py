@@ -28,6 +28,8 @@ def slurm_cluster(tmp_path_factory):
     up = subprocess.run(["bash", CLUSTER, "up", state], capture_output=True, text=True, timeout=900)
     if up.returncode == 3:
         pytest.skip(up.stderr.strip())
+    if up.returncode != 0:  # a half-started cluster (say, its ports taken) leaves no daemon behind
+        subprocess.run(["bash", CLUSTER, "down", state], capture_output=True, text=True, timeout=120)
     assert up.returncode == 0, up.stdout + up.stderr
     yield {**os.environ, "SLURM_CONF": str(state / "slurm.conf")}
     subprocess.run(["bash", CLUSTER, "down", state], capture_output=True, text=True, timeout=120)
