@@ -10,7 +10,8 @@ from snakemake.utils import validate
 # which Snakemake has): importable where Snakemake runs without the package, as with `--sdm conda`.
 sys.path.insert(0, str(Path(workflow.current_basedir).parent / "src"))
 from arenapref.config import config_error_line
-from arenapref.model_files import checkpoint_problem
+from arenapref.workflow import programs_on_path
+from arenapref.model.model_files import checkpoint_problem
 
 
 def stop(message):
@@ -33,6 +34,11 @@ except WorkflowError as err:
 # The conda environments install this repository's package from here (envs/*.yaml: -e "${ARENAPREF_ROOT}"):
 # Snakemake builds them from copies of the env files, where a relative path would point elsewhere.
 os.environ.update(ARENAPREF_ROOT=str(Path(workflow.current_basedir).parent))
+
+# The rules call the package's programs (arenapref-*, kaggle) by name; they are installed beside
+# the interpreter that runs Snakemake, which need not be on PATH (.venv/bin/snakemake, nothing
+# activated). Cluster jobs run this file again under the same interpreter.
+programs_on_path(sys.executable)
 
 
 wildcard_constraints:

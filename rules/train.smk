@@ -29,35 +29,6 @@ rule train_fold:
         " --resume-dir {params.resume_dir} > {log} 2>&1"
 
 
-rule predict_fold:
-    input:
-        data="results/data/train.parquet",
-        test="results/data/test.parquet",
-        checkpoint=model_checkpoint(),
-        adapter="results/folds/fold{fold}/adapter",
-    output:
-        oof="results/folds/fold{fold}/oof.parquet",
-        test="results/folds/fold{fold}/test.parquet",
-    log:
-        "results/logs/predict_fold{fold}.log",
-    benchmark:
-        "results/benchmarks/predict_fold{fold}.tsv"
-    conda:
-        "../envs/model.yaml"
-    # torch uses what Snakemake grants (it sets OMP_NUM_THREADS).
-    threads: gpu_job_threads
-    resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=240,
-    params:
-        settings=settings_json("model", "train", "predict", "device"),
-    shell:
-        "arenapref-predict-fold --data {input.data} --test {input.test} --fold {wildcards.fold}"
-        " --checkpoint {input.checkpoint:q} --adapter-dir {input.adapter}"
-        " --config {params.settings:q} --out-oof {output.oof} --out-test {output.test} > {log} 2>&1"
-
-
 # The full fit (folds.full_fit): every row, a fold's optimizer steps; test predictions only.
 use rule train_fold as train_full with:
     output:
@@ -71,30 +42,3 @@ use rule train_fold as train_full with:
         settings=settings_json("model", "train", "device"),
         resume_dir="results/resume/full",
         fold="full",
-
-
-rule predict_full:
-    input:
-        data="results/data/train.parquet",
-        test="results/data/test.parquet",
-        checkpoint=model_checkpoint(),
-        adapter="results/folds/full/adapter",
-    output:
-        test="results/folds/full/test.parquet",
-    log:
-        "results/logs/predict_full.log",
-    benchmark:
-        "results/benchmarks/predict_full.tsv"
-    conda:
-        "../envs/model.yaml"
-    threads: gpu_job_threads
-    resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=240,
-    params:
-        settings=settings_json("model", "train", "predict", "device"),
-    shell:
-        "arenapref-predict-fold --data {input.data} --test {input.test} --fold full"
-        " --checkpoint {input.checkpoint:q} --adapter-dir {input.adapter}"
-        " --config {params.settings:q} --out-test {output.test} > {log} 2>&1"

@@ -37,8 +37,8 @@ def main() -> int:
     from arenapref.bench.report import check_table
     from arenapref.config import RunConfig, validate_config
     from arenapref.io import atomic_path, write_json_atomic
-    from arenapref.modeling import request_deterministic_cublas, resolve_device
-    from arenapref.plan import KNOWN_SHAPES
+    from arenapref.model.modeling import request_deterministic_cublas, resolve_device
+    from arenapref.model.plan import KNOWN_SHAPES
 
     run = RunConfig.from_config(validate_config(yaml.safe_load(args.configfile.read_text()) or {}))
     request_deterministic_cublas(run.train.deterministic)  # as the pipeline's jobs do, before CUDA work

@@ -57,8 +57,8 @@ def main() -> int:
     import yaml
 
     from arenapref.config import validate_config
+    from arenapref.evaluate.options import render_options_table, score_variant
     from arenapref.io import write_json_atomic, write_text_atomic
-    from arenapref.options import render_options_table, score_variant
 
     base = merged({}, *(yaml.safe_load(p.read_text()) or {} for p in args.configfile))
     # Every run reads the same data and base checkpoint, wherever its folder is.

@@ -59,8 +59,8 @@ def main() -> int:
     from arenapref.config import RunConfig, validate_config
     from arenapref.errors import CheckpointError
     from arenapref.io import atomic_path, write_json_atomic
-    from arenapref.modeling import checkpoint_quantization
-    from arenapref.plan import KNOWN_SHAPES, ModelShape, Workload, plan_gpu, plan_table
+    from arenapref.model.modeling import checkpoint_quantization
+    from arenapref.model.plan import KNOWN_SHAPES, ModelShape, Workload, plan_gpu, plan_table
 
     raw: dict = {}
     for path in args.configfile:
@@ -115,7 +115,7 @@ def main() -> int:
 
 def kaggle_hours_table(config: dict, shape, source: str, rows: int) -> str:
     from arenapref.config import RunConfig
-    from arenapref.plan import GPU_CLASSES, competition_mean_tokens, kaggle_hours
+    from arenapref.model.plan import GPU_CLASSES, competition_mean_tokens, kaggle_hours
 
     lengths = (1024, 2048)
     lines = [
@@ -143,7 +143,7 @@ def kaggle_hours_table(config: dict, shape, source: str, rows: int) -> str:
 
 
 def _gpus(choice: str):
-    from arenapref.plan import GPU_CLASSES
+    from arenapref.model.plan import GPU_CLASSES
 
     if choice == "all":
         return list(GPU_CLASSES.values())
@@ -161,8 +161,8 @@ def _detected_gpu():
     import torch
 
     from arenapref.bench.hardware import matmul_rate
-    from arenapref.modeling import auto_dtype
-    from arenapref.plan import GpuClass
+    from arenapref.model.modeling import auto_dtype
+    from arenapref.model.plan import GpuClass
 
     device = torch.device("cuda", 0)
     properties = torch.cuda.get_device_properties(device)

@@ -11,6 +11,16 @@ REAL_DATA = ROOT.parent / "shared" / "data" / "real"
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# The environment's programs (snakemake, arenapref-*), and a PATH as a user has it who types
+# `.venv/bin/snakemake` without activating the environment: without that folder.
+VENV_BIN = Path(sys.executable).parent
+SNAKEMAKE = VENV_BIN / "snakemake"
+
+
+def path_without_venv() -> str:
+    return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != VENV_BIN)
+
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -24,7 +34,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_checkpoint):
-    from arenapref.modeling import load_tokenizer
+    from arenapref.model.modeling import load_tokenizer
 
     return load_tokenizer(tiny_checkpoint)
 

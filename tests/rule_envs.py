@@ -57,11 +57,13 @@ MODULE_DISTRIBUTIONS = {"yaml": "pyyaml", "sklearn": "scikit-learn", "llm_smollm
 COMMAND_DISTRIBUTIONS = {"kaggle": "kaggle"}
 # Needs that no import shows, by the module whose code has them.
 RUNTIME_NEEDS = {
-    "arenapref.embedded_model": {"gguf": "transformers reads GGUF files (from_pretrained(gguf_file=...)) with gguf"},
-    "arenapref.modeling": {"accelerate": "transformers needs accelerate for from_pretrained(device_map=...)"},
+    "arenapref.model.embedded_model": {
+        "gguf": "transformers reads GGUF files (from_pretrained(gguf_file=...)) with gguf"
+    },
+    "arenapref.model.modeling": {"accelerate": "transformers needs accelerate for from_pretrained(device_map=...)"},
 }
 # Module-level tuples of distribution names a module needs installed (the Kaggle export's wheel roots).
-DISTRIBUTION_CONSTANTS = {"arenapref.wheels": ("PREDICT_ROOTS", "SFT_ROOTS")}
+DISTRIBUTION_CONSTANTS = {"arenapref.kaggle.wheels": ("PREDICT_ROOTS", "SFT_ROOTS")}
 # Distributions that must come with another one.
 COMPANIONS = {
     "kaggle": {
@@ -523,7 +525,7 @@ def trace(files: tuple[Path, ...], root: Path = ROOT, label: str = "") -> Trace:
                     result.problems.append(f"{label}: {item.what} at {rel(path, root)}:{item.line}: no such module")
                     continue
                 visit(modules, path, item.line)
-                for name in item.names:  # `from arenapref import report` imports a module
+                for name in item.names:  # `from arenapref.evaluate import report` imports a module
                     visit(module_files(f"{item.name}.{name}", root) or [], path, item.line)
                 continue
             if item.optional or (scan.module, item.name) in OPTIONAL:

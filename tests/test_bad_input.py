@@ -14,10 +14,10 @@ import polars as pl
 import pytest
 from conftest import write_csv
 
+from arenapref.data.parsing import TRAIN_COLUMNS
+from arenapref.data.preprocess import preprocess_test, preprocess_train
 from arenapref.errors import DataError, SubmissionError
-from arenapref.parsing import TRAIN_COLUMNS
-from arenapref.preprocess import preprocess_test, preprocess_train
-from arenapref.submission import build_submission
+from arenapref.evaluate.submission import build_submission
 
 N_GOOD = 8  # rows that always parse, so two folds can be formed
 
@@ -128,6 +128,23 @@ def test_missing_column_header_only_and_empty_file(tmp_path):
         preprocess_train(path, n_folds=2, seed=0)
 
 
+def test_a_column_named_twice_is_an_error_naming_it(tmp_path):
+    """Two `id` columns: polars would rename the second and read on; which holds the ids is a guess."""
+    header = [*TRAIN_COLUMNS, "id"]
+    path = write_csv(tmp_path / "train.csv", header, [[*r, r[0]] for r in good_rows()])
+    with pytest.raises(DataError) as err:
+        preprocess_train(path, n_folds=2, seed=0)
+    assert (
+        str(err.value)
+        == f"{path}, line 1, field 'id': the header names this column 2 times; each column must appear once"
+    )
+    test = write_csv(
+        tmp_path / "test.csv", ["id", "prompt", "prompt", "response_a", "response_b"], [[1, "[]", "[]", "[]", "[]"]]
+    )
+    with pytest.raises(DataError, match="field 'prompt': the header names this column 2 times"):
+        preprocess_test(test)
+
+
 def test_non_utf8_bytes_are_located(tmp_path):
     path = train_csv(tmp_path)
     path.write_bytes(path.read_bytes() + b'99,m1,m2,"[""caf\xe9""]","[""a""]","[""b""]",1,0,0\n')
@@ -136,7 +153,7 @@ def test_non_utf8_bytes_are_located(tmp_path):
 
 
 def test_a_five_megabyte_answer_and_two_hundred_turns_fit_the_budget(tmp_path, tiny_tokenizer):
-    from arenapref.text import SEGMENTS, InputBuilder, encode_conversations
+    from arenapref.data.text import SEGMENTS, InputBuilder, encode_conversations
 
     huge = "word " * 1_000_000  # 5 MB of text in one turn
     turns = [f"turn {i}" for i in range(200)]
@@ -368,9 +385,9 @@ CHECKPOINTS = {
 
 @pytest.mark.parametrize("case", sorted(CHECKPOINTS))
 def test_unusable_checkpoints_are_one_line_before_anything_loads(tmp_path, tiny_checkpoint, monkeypatch, case):
-    from arenapref import jobs
     from arenapref.config import RunConfig
     from arenapref.errors import CheckpointError
+    from arenapref.model import runtime
 
     keep, change, message = CHECKPOINTS[case]
     folder = tmp_path / "checkpoint" if keep is None else _checkpoint(tmp_path, tiny_checkpoint, keep, change)
@@ -378,10 +395,10 @@ def test_unusable_checkpoints_are_one_line_before_anything_loads(tmp_path, tiny_
     def never(*args, **kwargs):
         raise AssertionError("loaded before the checkpoint was checked")
 
-    monkeypatch.setattr(jobs, "load_tokenizer", never)
-    monkeypatch.setattr(jobs, "claim_device", never)
+    monkeypatch.setattr(runtime, "load_tokenizer", never)
+    monkeypatch.setattr(runtime, "claim_device", never)
     with pytest.raises(CheckpointError, match=re.escape(message)):
-        jobs.Runtime.create(RunConfig.from_config({}), folder)
+        runtime.Runtime.create(RunConfig.from_config({}), folder)
 
     data = tmp_path / "train.parquet"
     preprocess_train(train_csv(tmp_path), n_folds=2, seed=0)[0].write_parquet(data)

@@ -25,7 +25,7 @@ def test_dense_layer_shapes_count_each_decoder_product_once(tiny_checkpoint):
 
     from arenapref.bench.hardware import dense_layer_rate, dense_layer_shapes
     from arenapref.config import RunConfig
-    from arenapref.modeling import attach_new_adapter, load_base_model
+    from arenapref.model.modeling import attach_new_adapter, load_base_model
 
     run = RunConfig.from_config({"model": {}})
     model = attach_new_adapter(
@@ -38,7 +38,7 @@ def test_dense_layer_shapes_count_each_decoder_product_once(tiny_checkpoint):
 
 
 def test_padded_tokens_counts_each_batch_at_its_longest_row():
-    from arenapref.batching import padded_tokens
+    from arenapref.model.batching import padded_tokens
 
     lengths = [5, 1, 3, 3]
     assert padded_tokens(lengths, [np.array([0, 1]), np.array([2, 3])]) == 2 * 5 + 2 * 3
@@ -55,7 +55,7 @@ def test_counting_collator_counts_padding(tiny_tokenizer):
 
 def test_preprocessing_table_repeats_rows_as_distinct_rows(tmp_path, real_or_sample_csv):
     from arenapref.bench.preprocessing import build_table, measure
-    from arenapref.preprocess import preprocess_train
+    from arenapref.data.preprocess import preprocess_train
 
     source_table, source_report = preprocess_train(real_or_sample_csv, n_folds=5, seed=0)
     out = tmp_path / "big.csv"
@@ -76,7 +76,7 @@ def real_or_sample_csv(tmp_path) -> Path:
     real = ROOT.parent / "shared" / "data" / "real" / "train.csv"
     if real.exists():
         return real
-    from arenapref.sample_data import write_sample
+    from arenapref.data.sample_data import write_sample
 
     write_sample(tmp_path / "sample", n_train=120, n_test=5, seed=0)
     return tmp_path / "sample" / "train.csv"
@@ -113,7 +113,7 @@ FAKE_GPU_CHECK = {
 
 def run_quick_benchmark(tmp_path: Path, checkpoint: Path, *extra: str) -> tuple[Path, Path]:
     """arenapref-benchmark --quick on a 200-row generated sample; the JSON and markdown it wrote."""
-    from arenapref.sample_data import write_sample
+    from arenapref.data.sample_data import write_sample
 
     write_sample(tmp_path / "sample", n_train=200, n_test=5, seed=0)
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
@@ -263,7 +263,7 @@ def test_large_model_path_runs_on_a_small_shape(tmp_path, tiny_checkpoint):
     either measures or records why it could not."""
     from arenapref.bench.gpu import bench_llama8b_shapes
     from arenapref.config import RunConfig
-    from arenapref.jobs import Runtime
+    from arenapref.model.runtime import Runtime
 
     run = RunConfig.from_config({"model": {"max_length": 64}, "predict": {"tokens_per_batch": 512}})
     rt = Runtime.create(run, tiny_checkpoint)
@@ -301,7 +301,7 @@ def test_shared_folds_comparison_runs_and_agrees(tmp_path, tiny_checkpoint):
     """`benchmark.py --shared-folds`: both ways give the same probabilities; the table is written."""
     from arenapref.bench.folds import bench_shared_folds, shared_folds_table
     from arenapref.config import RunConfig
-    from arenapref.jobs import Runtime
+    from arenapref.model.runtime import Runtime
 
     run = RunConfig.from_config({"model": {"max_length": 64}, "predict": {"precision": "fp32"}})
     rt = Runtime.create(run, tiny_checkpoint)

@@ -220,7 +220,8 @@ def test_the_check_flags_an_env_that_lacks_an_import(checks):
     broken.conda.pop("matplotlib-base", None)
     problems = rule_env_problems(envs={report.env: broken})
     assert any(
-        p.startswith("rule report_figures") and "lacks matplotlib" in p and "arenapref/report.py" in p for p in problems
+        p.startswith("rule report_figures") and "lacks matplotlib" in p and "arenapref/evaluate/report.py" in p
+        for p in problems
     ), problems
 
 

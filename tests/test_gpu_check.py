@@ -68,7 +68,7 @@ def test_gpu_check_runs_every_case_on_a_cpu(tmp_path):
 
 def test_gpu_check_imports_only_what_a_bare_cuda_machine_can_carry():
     probe = (
-        "import sys; sys.path.insert(0, 'src'); import arenapref.bench.gpu_check, arenapref.training, "
+        "import sys; sys.path.insert(0, 'src'); import arenapref.bench.gpu_check, arenapref.train.training, "
         "arenapref.cli; print(sorted(m for m in ('polars', 'snakemake', 'trl', 'pandas', 'sklearn', "
         "'matplotlib', 'scipy') if m in sys.modules))"
     )

@@ -94,8 +94,8 @@ def test_pipeline_on_generated_sample(tmp_path, tiny_checkpoint):
     table = pl.read_parquet(tmp_path / "results/data/train.parquet")
     assert full["fold"] == "full" and full["rows"] == table.height > fold0["rows"]
     assert full["optimizer_steps"] == fold0["optimizer_steps"]
-    from arenapref.ensemble import Postprocessing
-    from arenapref.submission import average_folds
+    from arenapref.evaluate.ensemble import Postprocessing
+    from arenapref.evaluate.submission import average_folds
 
     averaged = average_folds(
         [tmp_path / f"results/folds/{name}/test.parquet" for name in ("fold0", "fold1", "fold2", "full")]
@@ -184,7 +184,7 @@ def check_kaggle_export(workdir: Path, config: dict, checkpoint: Path, folds=("f
     # adapters apart (they share the base's lower layers). In fp32 the two agree to 1e-5; in bf16 the
     # merged weights round once where the separate adapter's product rounds on its own, and the
     # residual stream carries bf16's 8 significant bits through every layer (measured 4.3e-4).
-    from arenapref.modeling import cpu_has_native_bf16
+    from arenapref.model.modeling import cpu_has_native_bf16
 
     bf16 = config.get("predict", {}).get("precision", "auto") != "fp32" and cpu_has_native_bf16()
     tolerance = 1e-3 if bf16 else 1e-5
@@ -322,8 +322,8 @@ def test_pipeline_sft_head_every_option_and_the_report(tmp_path, tiny_checkpoint
         "features_blend+temperature",
     }
     # The submission is the fold average, blended and scaled as fitted on the OOF rows.
-    from arenapref.ensemble import Postprocessing
-    from arenapref.submission import average_folds
+    from arenapref.evaluate.ensemble import Postprocessing
+    from arenapref.evaluate.submission import average_folds
 
     averaged = average_folds([tmp_path / f"results/folds/fold{k}/test.parquet" for k in range(2)])
     features = pl.read_parquet(tmp_path / "results/features/test.parquet").sort("id")

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SNAKEMAKE, path_without_venv
 from test_pipeline import FAST_TRAIN, check_outputs, planned_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,9 +53,7 @@ class RunningJobs(threading.Thread):
 
 def snakemake_slurm(workdir: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
     command = [
-        sys.executable,
-        "-m",
-        "snakemake",
+        SNAKEMAKE,
         "-s",
         ROOT / "Snakefile",
         "--directory",
@@ -82,12 +80,10 @@ def snakemake_slurm(workdir: Path, env: dict, *extra: str) -> subprocess.Complet
 def test_dry_run_plans_one_training_job_per_fold(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump({"folds": {"n": 5}}))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = dict(os.environ, PATH=path_without_venv())
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "snakemake",
+            SNAKEMAKE,
             "-n",
             "-s",
             ROOT / "Snakefile",
@@ -115,7 +111,9 @@ def test_pipeline_through_slurm(tmp_path, tiny_checkpoint, slurm_cluster):
     }
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    env = dict(slurm_cluster, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    # .venv/bin/snakemake as the README has it, the environment not activated: the jobs find the
+    # programs beside their interpreter too.
+    env = dict(slurm_cluster, PATH=path_without_venv())
     watcher = RunningJobs(env)
     watcher.start()
     try:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
+from conftest import SNAKEMAKE, path_without_venv
 from test_pipeline import planned_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,11 +29,10 @@ def tiny_config(checkpoint: Path) -> dict:
 
 
 def snakemake(directory: Path, *args: str, snakefile: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # As a user types it: .venv/bin/snakemake, the environment not activated.
+    env = {**os.environ, "PATH": path_without_venv()}
     command = [
-        sys.executable,
-        "-m",
-        "snakemake",
+        str(SNAKEMAKE),
         "--directory",
         str(directory),
         *(["-s", str(snakefile)] if snakefile else []),
@@ -46,6 +45,30 @@ def snakemake(directory: Path, *args: str, snakefile: Path | None = None) -> sub
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]
     return done
+
+
+def test_the_environments_snakemake_finds_the_programs_beside_it(tmp_path):
+    """`.venv/bin/snakemake ...` as the README has it, with a PATH that lacks .venv/bin: the rules
+    still find arenapref-make-sample-data and arenapref-preprocess (installed beside it)."""
+    assert shutil.which("arenapref-preprocess", path=path_without_venv()) is None, "the test needs a PATH without it"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump({"data": {"sample": {"n_train": 30, "n_test": 4}}}))
+    snakemake(tmp_path, "results/data/train.parquet", snakefile=ROOT / "Snakefile")
+    assert pl.read_parquet(tmp_path / "results" / "data" / "train.parquet").height > 0
+    assert "command not found" not in (tmp_path / "results" / "logs" / "preprocess.log").read_text()
+
+
+def test_programs_on_path_puts_the_interpreters_folder_first_only_when_missing(tmp_path, monkeypatch):
+    from arenapref.workflow import programs_on_path
+
+    interpreter = tmp_path / "venv" / "bin" / "python"
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert programs_on_path(str(interpreter)) == f"{interpreter.parent}:/usr/bin:/bin"
+    assert os.environ["PATH"] == f"{interpreter.parent}:/usr/bin:/bin"
+    monkeypatch.setenv("PATH", f"/stand-ins:{interpreter.parent}:/bin")  # set by hand: kept as it is
+    assert programs_on_path(str(interpreter)) == f"/stand-ins:{interpreter.parent}:/bin"
+    monkeypatch.delenv("PATH")
+    assert programs_on_path(str(interpreter)) == str(interpreter.parent)
 
 
 def test_a_moved_checkout_reruns_nothing(tmp_path, tiny_checkpoint):
@@ -80,7 +103,7 @@ module arenapref:
 use rule * from arenapref as arenapref_*
 ''')
     snakemake(project, "results/submission.csv")
-    from arenapref.submission import sample_submission_ids, validate_submission
+    from arenapref.evaluate.submission import sample_submission_ids, validate_submission
 
     submission = pl.read_csv(project / "results" / "submission.csv")
     validate_submission(submission, sample_submission_ids(project / "results" / "sample" / "sample_submission.csv"))
@@ -101,8 +124,8 @@ def dry_run_error(workdir: Path, config_yaml: str, *config: str) -> str:
 
     (workdir / "config").mkdir(exist_ok=True)
     (workdir / "config" / "config.yaml").write_text(config_yaml)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), "-n"]
+    env = {**os.environ, "PATH": path_without_venv()}
+    command = [str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(workdir), "-n"]
     command += ["--config", *config] if config else []
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     output = done.stdout + done.stderr

@@ -14,6 +14,19 @@ import yaml
 SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
 
 
+def programs_on_path(interpreter: str) -> str:
+    """Put the folder of `interpreter` (where pip installed this package's programs: .venv/bin for
+    `.venv/bin/snakemake`) first on PATH when PATH lacks it, so that the rules find `arenapref-*`
+    however Snakemake was started. A PATH that has it (an activated environment, or one set by
+    hand, say with a stand-in `kaggle` in front) stays as it is; under --sdm conda each job's own
+    environment is activated in front of it. Returns the PATH."""
+    folder = str(Path(interpreter).parent)
+    path = os.environ.get("PATH", "")
+    if folder not in path.split(os.pathsep):
+        os.environ["PATH"] = path = os.pathsep.join(filter(None, [folder, path]))
+    return path
+
+
 def snakemake_command(workdir: Path, targets: Sequence[str], cores: str | int = 1, gpus: int | None = 1) -> list[str]:
     """Targets and flags come before --resources, which would take any later word as a resource."""
     command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *targets]
@@ -32,12 +45,11 @@ def run_workflow(
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess:
     """Write `config` to workdir/config/config.yaml (the Snakefile's configfile) and run the targets
-    there with this interpreter's snakemake; the rules' programs are found beside it."""
+    there with this interpreter's snakemake (the workflow finds its programs beside it)."""
     if config is not None:
         (workdir / "config").mkdir(parents=True, exist_ok=True)
         (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    environment = {**os.environ, "PATH": path, **(env or {})}
+    environment = {**os.environ, **(env or {})}
     return subprocess.run(
         snakemake_command(workdir, targets, cores, gpus),
         env=environment,

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arenapref import cpu_attention
 from arenapref.bench.inference import fresh_model
 from arenapref.config import RunConfig
-from arenapref.heads import unwrapped
-from arenapref.jobs import Runtime
-from arenapref.modeling import dtype_name, for_inference
-from arenapref.predict import predict_probabilities
+from arenapref.evaluate.predict import predict_probabilities
+from arenapref.model import cpu_attention
+from arenapref.model.heads import unwrapped
+from arenapref.model.modeling import dtype_name, for_inference
+from arenapref.model.runtime import Runtime
 
 
 def attention_comparison(

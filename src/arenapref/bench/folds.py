@@ -12,16 +12,16 @@ import numpy as np
 import torch
 
 from arenapref.config import RunConfig
-from arenapref.modeling import (
+from arenapref.evaluate.multifold import first_adapted_layer, load_fold_adapters, predict_folds
+from arenapref.evaluate.predict import predict_probabilities
+from arenapref.model.modeling import (
     attach_new_adapter,
     dtype_name,
     inference_precision,
     load_base_model,
     load_trained_adapter,
 )
-from arenapref.multifold import first_adapted_layer, load_fold_adapters, predict_folds
-from arenapref.plan import pass_cost
-from arenapref.predict import predict_probabilities
+from arenapref.model.plan import pass_cost
 
 
 def random_adapters(checkpoint: Path, run: RunConfig, names, out_dir: Path) -> dict[str, Path]:

@@ -15,7 +15,7 @@ from arenapref.bench.hardware import matmul_rate
 from arenapref.bench.inference import bench_inference, original_dtype
 from arenapref.bench.random_model import random_checkpoint
 from arenapref.config import RunConfig
-from arenapref.plan import KNOWN_SHAPES
+from arenapref.model.plan import KNOWN_SHAPES
 
 LLAMA_31_8B_SHAPE = KNOWN_SHAPES["llama-3.1-8b"]
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def bench_llama8b_shapes(rt, input_ids: list[list[int]], run: RunConfig, shape: dict = LLAMA_31_8B_SHAPE) -> dict:
-    from arenapref.modeling import attach_new_adapter, dtype_name, load_base_model
+    from arenapref.model.modeling import attach_new_adapter, dtype_name, load_base_model
 
     ceilings = {dtype_name(d): matmul_rate(rt.device, d) for d in {rt.dtype, rt.predict_dtype, original_dtype(rt)}}
     results: dict[str, dict] = {}

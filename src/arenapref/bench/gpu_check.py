@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from arenapref.batching import rows_per_batch
 from arenapref.bench.hardware import forward_flops, matmul_rate, non_embedding_parameters, training_flops
 from arenapref.bench.memory import measure_inference_batch, measure_training_step
 from arenapref.bench.random_model import PAD_ID, random_checkpoint, release_memory
 from arenapref.config import RunConfig
-from arenapref.heads import ClassifierHead
-from arenapref.modeling import (
+from arenapref.model.batching import rows_per_batch
+from arenapref.model.heads import ClassifierHead
+from arenapref.model.modeling import (
     attach_new_adapter,
     cuda_has_native_bf16,
     dtype_name,
@@ -42,7 +42,7 @@ from arenapref.modeling import (
     needs_grad_scaler,
     use_deterministic_cuda,
 )
-from arenapref.plan import GIB, Arithmetic, ModelShape, inference_memory, training_memory
+from arenapref.model.plan import GIB, Arithmetic, ModelShape, inference_memory, training_memory
 from arenapref.workflow import run_workflow
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _training_setup(
     checkpoint: Path, shape: ModelShape, run: RunConfig, device: torch.device, dtype: torch.dtype, checkpointing: bool
 ):
     """A fresh adapter (seed 0) on the base model, its fp32 trainable parameters, optimizer and scaler."""
-    from arenapref.training import make_optimizer
+    from arenapref.train.training import make_optimizer
 
     torch.manual_seed(0)
     model = attach_new_adapter(load_base_model(checkpoint, run.model, device, dtype, PAD_ID), run.model)

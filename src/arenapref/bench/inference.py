@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arenapref.batching import padded_tokens, token_budget_batches
 from arenapref.bench import baseline
 from arenapref.bench.hardware import forward_flops, non_embedding_parameters
 from arenapref.config import RunConfig
-from arenapref.jobs import Runtime
-from arenapref.modeling import attach_new_adapter, dtype_name, for_inference
-from arenapref.predict import predict_probabilities
+from arenapref.evaluate.predict import predict_probabilities
+from arenapref.model.batching import padded_tokens, token_budget_batches
+from arenapref.model.modeling import attach_new_adapter, dtype_name, for_inference
+from arenapref.model.runtime import Runtime
 
 
 def rate(count: float, seconds: float) -> float:

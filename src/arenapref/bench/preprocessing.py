@@ -77,7 +77,7 @@ def pandas_literal_baseline(path: Path) -> int:
 
 
 def pipeline_preprocess(path: Path) -> int:
-    from arenapref.preprocess import preprocess_train
+    from arenapref.data.preprocess import preprocess_train
 
     table, _report = preprocess_train(path, n_folds=5, seed=42)
     return table.height
@@ -95,7 +95,7 @@ def probe(name: str, path: str) -> None:
     else:
         import polars  # noqa: F401
 
-        import arenapref.preprocess  # noqa: F401
+        import arenapref.data.preprocess  # noqa: F401
     before = peak_rss_kb()
     start = time.perf_counter()
     rows = function(Path(path))

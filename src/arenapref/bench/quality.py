@@ -24,11 +24,11 @@ from arenapref.bench.suite import (
     standard_error,
 )
 from arenapref.config import RunConfig
-from arenapref.jobs import Runtime
-from arenapref.metrics import log_loss, row_log_losses
-from arenapref.predict import predict_probabilities
-from arenapref.preprocess import preprocess_train
-from arenapref.training import Examples, train_adapter
+from arenapref.data.preprocess import preprocess_train
+from arenapref.evaluate.metrics import log_loss, row_log_losses
+from arenapref.evaluate.predict import predict_probabilities
+from arenapref.model.runtime import Runtime
+from arenapref.train.training import Examples, train_adapter
 
 log = logging.getLogger(__name__)
 

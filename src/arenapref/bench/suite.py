@@ -19,12 +19,12 @@ from arenapref.bench import baseline, preprocessing
 from arenapref.bench.hardware import dense_layer_rate, dense_layer_shapes, matmul_rate, training_flops
 from arenapref.bench.inference import bench_inference, fresh_model, model_shape, original_dtype, rate
 from arenapref.config import RunConfig
-from arenapref.jobs import Runtime, package_versions
-from arenapref.metrics import accuracy, prior_log_loss, row_log_losses
-from arenapref.modeling import dtype_name, lora_layer_indices, resolve_checkpointing
-from arenapref.predict import predict_probabilities
-from arenapref.preprocess import preprocess_train
-from arenapref.training import Examples, train_adapter
+from arenapref.data.preprocess import preprocess_train
+from arenapref.evaluate.metrics import accuracy, prior_log_loss, row_log_losses
+from arenapref.evaluate.predict import predict_probabilities
+from arenapref.model.modeling import dtype_name, lora_layer_indices, resolve_checkpointing
+from arenapref.model.runtime import Runtime, package_versions
+from arenapref.train.training import Examples, train_adapter
 
 log = logging.getLogger(__name__)
 

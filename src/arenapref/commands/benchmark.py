@@ -8,7 +8,7 @@ from pathlib import Path
 
 from arenapref.cli import command
 from arenapref.config import RunConfig, load_config_arg
-from arenapref.model_files import check_checkpoint_files
+from arenapref.model.model_files import check_checkpoint_files
 
 
 @command
@@ -89,8 +89,8 @@ def main() -> int:
     run = RunConfig.from_config(load_config_arg(args.config))
     if args.shared_folds:
         from arenapref.bench.folds import bench_shared_folds, shared_folds_table
-        from arenapref.jobs import Runtime
-        from arenapref.preprocess import preprocess_train
+        from arenapref.data.preprocess import preprocess_train
+        from arenapref.model.runtime import Runtime
 
         table, _ = preprocess_train(args.train, n_folds=2, seed=0)
         rt = Runtime.create(run, args.checkpoint)
@@ -103,8 +103,8 @@ def main() -> int:
     if args.attention_comparison:
         from arenapref.bench.attention import attention_comparison, render_attention_comparison
         from arenapref.bench.suite import Sizes
-        from arenapref.jobs import Runtime
-        from arenapref.preprocess import preprocess_train
+        from arenapref.data.preprocess import preprocess_train
+        from arenapref.model.runtime import Runtime
 
         # The rows the full benchmark's inference section runs on.
         table, _ = preprocess_train(args.train, n_folds=5, seed=run.train.seed)

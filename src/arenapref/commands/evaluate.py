@@ -35,8 +35,8 @@ def main() -> int:
     import polars as pl
 
     from arenapref.config import load_config_arg
-    from arenapref.ensemble import Postprocessing
-    from arenapref.evaluation import gather_oof, probabilities, reference_scores, score_oof
+    from arenapref.evaluate.ensemble import Postprocessing
+    from arenapref.evaluate.evaluation import gather_oof, probabilities, reference_scores, score_oof
     from arenapref.io import atomic_path, file_sha256, stable_hash, write_json_atomic
 
     train = pl.read_parquet(args.data)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from arenapref.cli import command
 from arenapref.config import RunConfig, load_config_arg
-from arenapref.ensemble import Postprocessing
-from arenapref.export import export_for_kaggle
+from arenapref.evaluate.ensemble import Postprocessing
 from arenapref.io import read_json
+from arenapref.kaggle.export import export_for_kaggle
 
 
 @command
@@ -43,8 +43,8 @@ def main() -> int:
     parser.add_argument("--time-budget", default="8h", help="the notebook's prediction time budget")
     args = parser.parse_args()
 
-    from arenapref.kernel import write_kernel_folder
-    from arenapref.offline_predict import parse_hours
+    from arenapref.kaggle.kernel import write_kernel_folder
+    from arenapref.kaggle.offline_predict import parse_hours
 
     run = RunConfig.from_config(load_config_arg(args.config))
     metrics = json.loads(args.metrics.read_text(encoding="utf-8"))

@@ -22,9 +22,9 @@ def main() -> int:
     import polars as pl
 
     from arenapref import LABEL_COLUMNS
-    from arenapref.features import features_oof, fit_features_model, predict_features_model
+    from arenapref.evaluate.features import features_oof, fit_features_model, predict_features_model
+    from arenapref.evaluate.metrics import log_loss
     from arenapref.io import atomic_path, write_json_atomic
-    from arenapref.metrics import log_loss
 
     train = pl.read_parquet(args.data).sort("id")
     test = pl.read_parquet(args.test).sort("id")

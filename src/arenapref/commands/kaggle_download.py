@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from arenapref.cli import command
-from arenapref.kaggle import download_competition
+from arenapref.kaggle.client import download_competition
 
 
 @command

@@ -52,7 +52,13 @@ def main() -> int:
     parser.add_argument("--shard-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    from arenapref.offline_predict import PredictOptions, parse_folds, parse_hours, predict_shard, write_predictions
+    from arenapref.kaggle.offline_predict import (
+        PredictOptions,
+        parse_folds,
+        parse_hours,
+        predict_shard,
+        write_predictions,
+    )
 
     options = PredictOptions(
         folds=parse_folds(args.folds),

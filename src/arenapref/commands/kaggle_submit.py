@@ -11,13 +11,13 @@ from pathlib import Path
 from arenapref.cli import command
 from arenapref.errors import KaggleError
 from arenapref.io import write_json_atomic
-from arenapref.kaggle import (
+from arenapref.kaggle.client import (
     COMPETITION,
     require_credentials,
     submission_message,
 )
-from arenapref.kernel import check_kernel_folder
-from arenapref.notebook_submission import (
+from arenapref.kaggle.kernel import check_kernel_folder
+from arenapref.kaggle.notebook_submission import (
     check_export_folder,
     submit_via_kernel,
 )

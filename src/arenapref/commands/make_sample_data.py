@@ -3,7 +3,7 @@
 import argparse
 
 from arenapref.cli import command
-from arenapref.sample_data import write_sample
+from arenapref.data.sample_data import write_sample
 
 
 @command

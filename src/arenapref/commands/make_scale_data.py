@@ -4,8 +4,8 @@ multi-turn share, generic turns, repeated prompts and label shares (docs/data-sc
 import argparse
 
 from arenapref.cli import command
+from arenapref.data.scale_data import COMPETITION_ROWS, fold_figures, write_scale_train
 from arenapref.io import write_json_atomic
-from arenapref.scale_data import COMPETITION_ROWS, fold_figures, write_scale_train
 
 
 @command

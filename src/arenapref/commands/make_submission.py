@@ -5,9 +5,9 @@ import argparse
 from pathlib import Path
 
 from arenapref.cli import command
-from arenapref.ensemble import Postprocessing
+from arenapref.evaluate.ensemble import Postprocessing
+from arenapref.evaluate.submission import build_submission, write_submission
 from arenapref.io import read_json
-from arenapref.submission import build_submission, write_submission
 
 
 @command

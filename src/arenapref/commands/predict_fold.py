@@ -6,7 +6,7 @@ from pathlib import Path
 
 from arenapref.cli import command, fold_arg
 from arenapref.config import RunConfig, load_config_arg
-from arenapref.model_files import check_checkpoint_files
+from arenapref.model.model_files import check_checkpoint_files
 
 
 @command
@@ -24,7 +24,7 @@ def main() -> int:
     # Before torch and transformers load: a missing, empty or incomplete checkpoint is one line.
     check_checkpoint_files(args.checkpoint)
 
-    from arenapref.jobs import predict_fold
+    from arenapref.evaluate.job import predict_fold
 
     run = RunConfig.from_config(load_config_arg(args.config))
     summary = predict_fold(

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from arenapref.cli import command
-from arenapref.embedded_model import convert_gguf_to_checkpoint, embedded_gguf_path
+from arenapref.model.embedded_model import convert_gguf_to_checkpoint, embedded_gguf_path
 
 
 @command

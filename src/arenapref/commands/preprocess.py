@@ -3,9 +3,9 @@
 import argparse
 
 from arenapref.cli import command
-from arenapref.folds import MAX_TURN_ROWS, MIN_TURN_CHARS
+from arenapref.data.folds import MAX_TURN_ROWS, MIN_TURN_CHARS
+from arenapref.data.preprocess import preprocess_test, preprocess_train, summarize
 from arenapref.io import atomic_path, write_json_atomic
-from arenapref.preprocess import preprocess_test, preprocess_train, summarize
 
 
 def _limit(text: str) -> int | None:

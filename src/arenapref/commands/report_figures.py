@@ -24,7 +24,7 @@ def main() -> int:
 
     import polars as pl
 
-    from arenapref import report
+    from arenapref.evaluate import report
 
     metrics = json.loads(args.metrics.read_text())
     oof = pl.read_parquet(args.oof)

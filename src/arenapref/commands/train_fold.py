@@ -5,7 +5,7 @@ from pathlib import Path
 
 from arenapref.cli import command, fold_arg
 from arenapref.config import RunConfig, load_config_arg
-from arenapref.model_files import check_checkpoint_files
+from arenapref.model.model_files import check_checkpoint_files
 
 
 @command
@@ -22,7 +22,7 @@ def main() -> int:
     # Before torch and transformers load: a missing, empty or incomplete checkpoint is one line.
     check_checkpoint_files(args.checkpoint)
 
-    from arenapref.jobs import train_fold
+    from arenapref.train.job import train_fold
 
     run = RunConfig.from_config(load_config_arg(args.config))
     summary = train_fold(args.data, args.fold, args.checkpoint, run, args.adapter_dir, args.log, args.resume_dir)
