@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -25,7 +26,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("slurm")
-    up = subprocess.run(["bash", CLUSTER, "up", state], capture_output=True, text=True, timeout=900)
+    try:
+        up = subprocess.run(["bash", CLUSTER, "up", state], capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["bash", CLUSTER, "down", state], capture_output=True, text=True, timeout=120)
+        raise
     if up.returncode == 3:
         pytest.skip(up.stderr.strip())
     if up.returncode != 0:  # a half-started cluster (say, its ports taken) leaves no daemon behind
@@ -33,6 +38,37 @@ def slurm_cluster(tmp_path_factory):
     assert up.returncode == 0, up.stdout + up.stderr
     yield {**os.environ, "SLURM_CONF": str(state / "slurm.conf")}
     subprocess.run(["bash", CLUSTER, "down", state], capture_output=True, text=True, timeout=120)
+
+
+CONTROLLER_PORT = 16817  # SlurmctldPort in cluster.sh
+
+
+def test_up_gives_up_soon_after_the_controller_dies(tmp_path):
+    """slurmctld cannot bind its port (held here by another socket) and exits: `up` says so and
+    stops within 60 s instead of polling a dead controller, and `down` leaves no daemon behind."""
+    install = subprocess.run(["bash", CLUSTER, "install", tmp_path], capture_output=True, text=True, timeout=900)
+    if install.returncode == 3:
+        pytest.skip(install.stderr.strip())
+    assert install.returncode == 0, install.stdout + install.stderr
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", CONTROLLER_PORT))
+    except OSError:
+        holder.close()
+        pytest.skip(f"port {CONTROLLER_PORT} is in use (a test cluster is up)")
+    holder.listen()
+    started = time.monotonic()
+    try:
+        up = subprocess.run(["bash", CLUSTER, "up", tmp_path], capture_output=True, text=True, timeout=300)
+    finally:
+        holder.close()
+        elapsed = time.monotonic() - started
+        subprocess.run(["bash", CLUSTER, "down", tmp_path], capture_output=True, text=True, timeout=120)
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert "SLURM node did not come up (slurmctld exited)" in up.stderr, up.stderr
+    assert elapsed < 60, f"{elapsed:.0f} s"
+    alive = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert alive == [], f"daemons of {tmp_path} still running: {alive}"
 
 
 class RunningJobs(threading.Thread):

@@ -4,6 +4,7 @@
 #   tests/slurm/cluster.sh up DIR     install slurm-wlm and munge if needed, start munged,
 #                                     slurmctld and slurmd with config and state under DIR
 #   tests/slurm/cluster.sh down DIR   stop the daemons started by `up DIR`
+#   tests/slurm/cluster.sh install DIR  only install slurm-wlm and munge if needed
 #
 # Everything lives under DIR (config, munge key and socket, spool, logs, pid files). Point
 # clients at it with `export SLURM_CONF=DIR/slurm.conf`. One link goes outside DIR: Snakemake's
@@ -48,7 +49,7 @@ if [[ $action == down ]]; then
     echo "SLURM cluster in $dir stopped"
     exit 0
 fi
-[[ $action == up ]] || { echo "unknown action $action" >&2; exit 2; }
+[[ $action == up || $action == install ]] || { echo "unknown action $action" >&2; exit 2; }
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     [[ $(id -u) == 0 ]] || cannot_run "slurm-wlm is not installed and this is not root"
@@ -60,6 +61,7 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
         || cannot_run "apt-get install slurm-wlm munge failed (see $dir/log/apt.log)"
 fi
 [[ $(id -u) == 0 ]] || cannot_run "slurmd needs root to start jobs as other users"
+[[ $action == install ]] && exit 0
 
 # munge: a private key and socket.
 if ! running "$dir/run/munged.pid"; then
@@ -121,17 +123,25 @@ elif [[ $(readlink "$system_conf") != "$dir/slurm.conf" ]]; then
     echo "note: $system_conf exists and is left alone; jobs' inner srun will read it" >&2
 fi
 
-running "$dir/run/slurmctld.pid" || slurmctld -f "$SLURM_CONF"
-running "$dir/run/slurmd.pid" || slurmd -f "$SLURM_CONF"
+daemon_alive() { pgrep -f -- "^$1 -f $SLURM_CONF\$" >/dev/null; }
+daemon_alive slurmctld || slurmctld -f "$SLURM_CONF"
+daemon_alive slurmd || slurmd -f "$SLURM_CONF"
 
-for _ in $(seq 120); do
-    state=$(sinfo -h -n localhost -o %T 2>/dev/null | head -1 || true)
-    [[ $state == idle* || $state == mixed* || $state == allocated* ]] && break
-    sleep 0.5
-done
-if [[ $state != idle* && $state != mixed* && $state != allocated* ]]; then
-    echo "SLURM node did not come up (state: ${state:-none}); logs in $dir/log" >&2
+# Wait for the node, at most 60 s. A daemon that exits (its port taken, a bad config) ends the wait
+# at once; sinfo gets 5 s a call, as against a dead controller it would retry for long.
+give_up() {
+    echo "SLURM node did not come up ($*); logs in $dir/log" >&2
     tail -n 20 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 || true
     exit 1
-fi
+}
+deadline=$((SECONDS + 60))
+state=
+until [[ $state == idle* || $state == mixed* || $state == allocated* ]]; do
+    sleep 0.5
+    for daemon in slurmctld slurmd; do
+        daemon_alive "$daemon" || give_up "$daemon exited"
+    done
+    ((SECONDS < deadline)) || give_up "state: ${state:-none} after 60 s"
+    state=$(timeout 5 sinfo -h -n localhost -o %T 2>/dev/null | head -1 || true)
+done
 echo "SLURM cluster up: SLURM_CONF=$SLURM_CONF (node localhost, $state)"
