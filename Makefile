@@ -90,7 +90,7 @@ gpu-env: $(STAMP)
 
 # The real path on this machine's GPU in about 5 minutes (results/gpu-check/gpu_check.{json,md}).
 gpu-check: $(STAMP)
-	$(BIN)/python scripts/gpu_check.py --out-dir results/gpu-check
+	$(BIN)/python scripts/gpu_check.py --shape $${SHAPE:-llama-3.1-8b} --out-dir results/gpu-check
 
 # Wheels for a bare CUDA machine with Python 3.12, torch, transformers and peft (what the GPU
 # check imports beyond those), into .whl/; install there with

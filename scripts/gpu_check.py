@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The GPU check: a Llama-3.1-8B-shaped model with random weights in nf4 trains at 4 x 2048
+"""The GPU check: a model of a known shape (Llama-3.1-8B by default; --shape gemma-2-9b, qwen2.5-7b,
+mistral-7b) with random weights in nf4 trains at 4 x 2048
 tokens with and without gradient checkpointing (bf16, and fp16 with the gradient scaler), peak
 memory against the planner's and real tokens/s; predicts at the configured tokens per batch;
 then the Snakemake pipeline runs on the GPU with a tiny random Llama. No network; about 5 minutes
@@ -20,7 +21,12 @@ def main() -> int:
         default=Path("config/gpu-llama3-8b.yaml"),
         help="LoRA, batch and inference settings to check",
     )
-    parser.add_argument("--shape", default="llama-3.1-8b", help="llama-3.1-8b, or tiny (what the tests run)")
+    parser.add_argument(
+        "--shape",
+        default="llama-3.1-8b",
+        help="an architecture the planner knows (llama-3.1-8b, gemma-2-9b, qwen2.5-7b, mistral-7b), "
+        "or tiny (what the tests run)",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--quantization", choices=["nf4", "int8", "none"], help="default: nf4 on CUDA, none on a CPU")
     parser.add_argument("--rows", type=int, default=4, help="training rows a step")
@@ -36,6 +42,7 @@ def main() -> int:
     from arenapref.bench.gpu_check import run_gpu_check, settings_for, tiny_shape
     from arenapref.bench.report import check_table
     from arenapref.config import RunConfig, validate_config
+    from arenapref.errors import ConfigError
     from arenapref.io import atomic_path, write_json_atomic
     from arenapref.model.modeling import request_deterministic_cublas, resolve_device
     from arenapref.model.plan import KNOWN_SHAPES
@@ -44,6 +51,8 @@ def main() -> int:
     request_deterministic_cublas(run.train.deterministic)  # as the pipeline's jobs do, before CUDA work
     device = resolve_device(args.device)
     run = settings_for(run, args.quantization or ("nf4" if device.type == "cuda" else "none"))
+    if args.shape != "tiny" and args.shape not in KNOWN_SHAPES:
+        raise ConfigError(f"unknown --shape {args.shape!r}; known: tiny, {', '.join(KNOWN_SHAPES)}")
     shape = tiny_shape() if args.shape == "tiny" else KNOWN_SHAPES[args.shape]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     report = run_gpu_check(

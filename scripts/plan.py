@@ -28,7 +28,9 @@ def main() -> int:
     )
     parser.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: model.checkpoint)")
     parser.add_argument(
-        "--shape", help="a known architecture, used when the checkpoint is not downloaded yet (llama-3.1-8b)"
+        "--shape",
+        help="a known architecture, used when the checkpoint is not downloaded yet "
+        "(llama-3.1-8b, gemma-2-9b, qwen2.5-7b, mistral-7b)",
     )
     parser.add_argument(
         "--gpu",

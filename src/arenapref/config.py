@@ -129,11 +129,15 @@ class ModelSettings:
     shares: tuple[float, float, float]
     lora: LoraSettings
     trust_remote_code: bool
+    attn_implementation: str
+    attn_softcapping: bool
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     learning_rate: float
+    distill_weight: float
+    head_learning_rate: float | None
     epochs: int
     batch_size: int
     grad_accum: int
@@ -144,7 +148,7 @@ class TrainSettings:
     optimizer: str
     precision: str
     gradient_checkpointing: str | bool
-    swap_augmentation: bool
+    swap_augmentation: bool | str  # False, True or "pair"
     label_smoothing: float
     seed: int
     deterministic: bool

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from arenapref.bench.hardware import matmul_rate
+from arenapref.bench.hardware import measure_matmul_ceiling
 from arenapref.bench.inference import bench_inference, original_dtype
 from arenapref.bench.random_model import random_checkpoint
 from arenapref.config import RunConfig
@@ -25,7 +25,10 @@ log = logging.getLogger(__name__)
 def bench_llama8b_shapes(rt, input_ids: list[list[int]], run: RunConfig, shape: dict = LLAMA_31_8B_SHAPE) -> dict:
     from arenapref.model.modeling import attach_new_adapter, dtype_name, load_base_model
 
-    ceilings = {dtype_name(d): matmul_rate(rt.device, d) for d in {rt.dtype, rt.predict_dtype, original_dtype(rt)}}
+    ceilings = {
+        dtype_name(d): measure_matmul_ceiling(rt.device, d).flops_per_s
+        for d in {rt.dtype, rt.predict_dtype, original_dtype(rt)}
+    }
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as work:
         checkpoint = random_checkpoint(Path(work), shape, rt.device)

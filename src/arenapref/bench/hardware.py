@@ -2,17 +2,119 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+
+# Dense tensor-core peaks in TFLOP/s from the vendors' data sheets, without sparsity: bf16, or fp16
+# for GPUs without bf16 (T4, V100). Matched against torch's device name in order, so that an H100
+# PCIe is not taken for the SXM part, nor an A10G, A100 or L40 for an A10 or L4; a name matching
+# none (an H100 NVL, an A10G) gets no rated figure rather than a neighbour's.
+RATED_DENSE_TFLOPS = (
+    (r"\bH100\b.*\bPCIe\b", 756.0),
+    (r"\bH100\b.*\b(SXM|HBM3)", 989.0),
+    (r"\bH200\b(?!.*\bNVL\b)", 989.0),
+    (r"\bA100\b", 312.0),
+    (r"\bRTX 4090\b", 165.0),
+    (r"\bA10\b", 125.0),
+    (r"\bL4\b", 121.0),
+    (r"\bV100\b", 125.0),
+    (r"\bT4\b", 65.0),
+)
+
+# Square sizes the ceiling is sought over. A GPU's rate still climbs past 4096 (an H200 at 4096
+# measured about three quarters of its 8192 rate), so the largest products are tried; a CPU's
+# levels off by 1024-2048, where each product already takes a good fraction of a second.
+CEILING_SIZES = {"cuda": (2048, 4096, 8192, 16384), "cpu": (1024, 2048)}
+
+
+def rated_dense_tflops(device_name: str) -> float | None:
+    """The data-sheet dense bf16 (fp16 without bf16) peak of a GPU by its name; None when unknown."""
+    for pattern, tflops in RATED_DENSE_TFLOPS:
+        if re.search(pattern, device_name):
+            return tflops
+    return None
+
+
+@dataclass(frozen=True)
+class MatmulCeiling:
+    """The best matrix-multiply rate measured on a device in one dtype, beside the device's rated peak."""
+
+    device_name: str
+    dtype: str
+    flops_per_s: float  # best over the sizes tried
+    size: int  # the square size where it peaked
+    rates_by_size: dict[int, float]
+    rated_flops_per_s: float | None  # None: the device is not in RATED_DENSE_TFLOPS (or is a CPU)
+
+    @property
+    def over_rated(self) -> float | None:
+        return self.flops_per_s / self.rated_flops_per_s if self.rated_flops_per_s else None
+
+    def describe(self) -> str:
+        measured = f"{self.flops_per_s / 1e12:.1f} TFLOP/s measured ({self.dtype}, best at {self.size}^3)"
+        if self.rated_flops_per_s is None:
+            return f"{measured}; no rated figure for {self.device_name}"
+        return (
+            f"{measured}, {self.over_rated:.2f} of the {self.rated_flops_per_s / 1e12:.0f} TFLOP/s rated "
+            f"for {self.device_name}"
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "device": self.device_name,
+            "dtype": self.dtype,
+            "tflops": round(self.flops_per_s / 1e12, 3),
+            "size": self.size,
+            "tflops_by_size": {str(n): round(rate / 1e12, 3) for n, rate in self.rates_by_size.items()},
+            "rated_tflops": None if self.rated_flops_per_s is None else self.rated_flops_per_s / 1e12,
+            "over_rated": None if self.over_rated is None else round(self.over_rated, 3),
+        }
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).name
+    return device.type
+
+
+def measure_matmul_ceiling(
+    device: torch.device, dtype: torch.dtype, seconds: float = 2.0, sizes: Sequence[int] | None = None
+) -> MatmulCeiling:
+    """The rate every "fraction of the matmul rate" is taken against: square products at each size
+    (warmed up, best of several timed repeats, `seconds` shared among the sizes), the best rate of
+    all. Only CUDA devices get a rated peak; a size that does not fit the device's memory is skipped."""
+    sizes = tuple(sizes or CEILING_SIZES["cuda" if device.type == "cuda" else "cpu"])
+    rates: dict[int, float] = {}
+    for size in sizes:
+        try:
+            rates[size] = matmul_rate(device, dtype, size, seconds / len(sizes))
+        except torch.OutOfMemoryError:
+            if not rates:
+                raise
+            torch.cuda.empty_cache()
+            break  # larger sizes would not fit either
+    best = max(rates, key=rates.get)
+    name = device_name(device)
+    rated = rated_dense_tflops(name) if device.type == "cuda" else None
+    return MatmulCeiling(
+        device_name=name,
+        dtype=str(dtype).removeprefix("torch."),
+        flops_per_s=rates[best],
+        size=best,
+        rates_by_size=rates,
+        rated_flops_per_s=None if rated is None else rated * 1e12,
+    )
 
 
 def matmul_rate(
     device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0
 ) -> float:
-    """Best sustained FLOP/s of a square matrix multiply: the machine's rate for large products (a
-    model's own, narrower layers run slower: dense_layer_rate)."""
+    """Best sustained FLOP/s of a square matrix multiply of one size (the ceiling over sizes:
+    measure_matmul_ceiling; a model's own, narrower layers run slower: dense_layer_rate)."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     return 2.0 * size**3 / _best_time(lambda: torch.matmul(a, b), device, seconds)

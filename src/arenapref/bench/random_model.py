@@ -19,14 +19,17 @@ def release_memory(device: torch.device) -> None:
 
 
 def random_checkpoint(out_dir: Path, shape: dict, device: torch.device) -> Path:
-    """Random weights of `shape`, saved in bf16 (built on the device: an 8B model in seconds)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """Random weights of `shape` (config.json fields; model_type picks the architecture, Llama without
+    one), saved in bf16 (built on the device: an 8B model in seconds)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
+    fields = {"tie_word_embeddings": False, **shape, "pad_token_id": PAD_ID}
+    config = AutoConfig.for_model(fields.pop("model_type", "llama"), **fields)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
         with torch.device(device):
-            model = LlamaForCausalLM(LlamaConfig(**shape, pad_token_id=PAD_ID, tie_word_embeddings=False))
+            model = AutoModelForCausalLM.from_config(config)
     finally:
         torch.set_default_dtype(previous)
     model.save_pretrained(out_dir, safe_serialization=True)

@@ -114,6 +114,7 @@ def check_table(report: dict) -> str:
     lines = [
         f"GPU check on {where}, {report['date']}: torch {m['torch']}, transformers {m['transformers']}, "
         f"peft {m['peft']}, bitsandbytes {m.get('bitsandbytes', '-')}; {report['seconds']} s in all.",
+        *_ceiling_lines(report.get("matmul_ceiling", [])),
         "",
         "| training step | rows x tokens | peak GiB measured | planned | planned / measured | real tokens/s "
         "| fraction of the matmul rate |",
@@ -163,6 +164,23 @@ def check_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _ceiling_text(ceiling: dict) -> str:
+    tflops = ceiling["tflops"]
+    rate = f"{tflops:.1f} TFLOP/s" if tflops >= 1 else f"{tflops * 1e3:.1f} GFLOP/s"
+    measured = f"{ceiling['dtype']} {rate} (best at {ceiling['size']}^3)"
+    if ceiling.get("rated_tflops") is None:
+        return f"{measured}, no rated figure for {ceiling['device']}"
+    return f"{measured}, {ceiling['over_rated']:.2f} of the {ceiling['rated_tflops']:.0f} rated for {ceiling['device']}"
+
+
+def _ceiling_lines(ceilings: list[dict]) -> list[str]:
+    """What every "fraction of the matmul rate" is over: the measured ceiling, beside the rated peak."""
+    if not ceilings:
+        return []
+    described = "; ".join(map(_ceiling_text, ceilings))
+    return ["", "Fractions of the matmul rate are over the measured ceiling: " + described]
+
+
 def _ratio(value: float | None) -> str:
     return "" if value is None else _num(value, 2)
 
@@ -192,13 +210,15 @@ def _gpu_section(results: dict) -> list[str]:
 def render_markdown(results: dict) -> str:
     inf, tr, pre = results["inference"], results["training"], results["preprocessing"]
     model, machine = results["model"], results["machine"]
-    rates = ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in results["matmul_flops_per_s"].items())
+    rates = ", ".join(f"{name} {rate / 1e9:.1f} GFLOP/s" for name, rate in results["matmul_flops_per_s"].items())
+    if "matmul_ceiling" in results:  # the best over sizes, beside the device's rated peak
+        rates = "; ".join(_ceiling_text(ceiling) for ceiling in results["matmul_ceiling"].values())
     ours, tuned, base = inf["ours"], inf["tuned"], inf["baseline"]
     lines = [
         f"Benchmark ({results['mode']} mode): {model['checkpoint']} on {model['device']} (training "
         f"{model['dtype']}, inference {model['predict_dtype']}, quantization {model['quantization']}, "
         f"max_length {model['max_length']}); {machine['cpu']}, {machine['torch_threads']} torch threads; "
-        f"matrix-multiply rate (GFLOP/s): {rates}; {results['seconds']:.0f} s in all.",
+        f"matrix-multiply ceiling (what the fractions are over): {rates}; {results['seconds']:.0f} s in all.",
         "",
         f"Inference: {inf['rows']} rows; ours {ours['dtype']} (token budget {ours['tokens_per_batch']}, adapter "
         f"merged where the base is unquantized); tuned Trainer {tuned['dtype']}, rows sorted by length, batch "

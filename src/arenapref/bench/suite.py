@@ -16,13 +16,13 @@ import polars as pl
 import torch
 
 from arenapref.bench import baseline, preprocessing
-from arenapref.bench.hardware import dense_layer_rate, dense_layer_shapes, matmul_rate, training_flops
+from arenapref.bench.hardware import dense_layer_rate, dense_layer_shapes, measure_matmul_ceiling, training_flops
 from arenapref.bench.inference import bench_inference, fresh_model, model_shape, original_dtype, rate
 from arenapref.config import RunConfig
 from arenapref.data.preprocess import preprocess_train
 from arenapref.evaluate.metrics import accuracy, prior_log_loss, row_log_losses
 from arenapref.evaluate.predict import predict_probabilities
-from arenapref.model.modeling import dtype_name, lora_layer_indices, resolve_checkpointing
+from arenapref.model.modeling import dtype_name, lora_layer_indices
 from arenapref.model.runtime import Runtime, package_versions
 from arenapref.train.training import Examples, train_adapter
 
@@ -89,7 +89,6 @@ def bench_training(
     eval_ids = [input_ids[i] for i in eval_index]
     eval_labels = [labels[i] for i in eval_index]
     train_lengths = [len(x) for x in train_ids]
-    checkpointing = resolve_checkpointing(run.train.gradient_checkpointing, rt.device.type)
 
     def fraction(model, seconds: float, dtype: torch.dtype) -> dict:
         """The side's FLOP rate over the matmul rate of its dtype (every side trains the same shape)."""
@@ -103,7 +102,8 @@ def bench_training(
             shape["layers"],
             shape["attention_width"],
             backward_share=adapted,
-            recompute_share=adapted if checkpointing else 0.0,
+            # Neither side recomputes: fresh_model switches no gradient checkpointing on.
+            recompute_share=0.0,
         )
         return {"fraction_of_matmul_rate": rate(flops, seconds) / ceilings[dtype_name(dtype)]}
 
@@ -282,10 +282,13 @@ def run_benchmark(
     log.info("encoding %d rows", table.height)
     input_ids = rt.encode(table)
 
-    ceilings = {}
+    ceilings, ceiling_details = {}, {}
     for dtype in {rt.dtype, rt.predict_dtype, original_dtype(rt)}:
-        log.info("measuring the %s matrix-multiply rate", dtype)
-        ceilings[dtype_name(dtype)] = matmul_rate(rt.device, dtype, seconds=sizes.matmul_seconds)
+        log.info("measuring the %s matrix-multiply ceiling", dtype)
+        ceiling = measure_matmul_ceiling(rt.device, dtype, seconds=sizes.matmul_seconds)
+        log.info("matrix-multiply ceiling: %s", ceiling.describe())
+        ceilings[dtype_name(dtype)] = ceiling.flops_per_s
+        ceiling_details[dtype_name(dtype)] = ceiling.as_dict()
 
     log.info("inference: ours versus Trainer.predict")
     model = fresh_model(rt, run, checkpoint)
@@ -308,6 +311,7 @@ def run_benchmark(
             "mean_tokens": float(np.mean([len(x) for x in input_ids])),
         },
         "matmul_flops_per_s": ceilings,
+        "matmul_ceiling": ceiling_details,
         "inference": inference,
         "training": training,
         "preprocessing": preprocess,

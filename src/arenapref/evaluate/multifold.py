@@ -60,12 +60,19 @@ def only_layers(model, start: int, stop: int | None = None, final_norm: bool = T
     body = getattr(base, base.base_model_prefix)
     layers, norm = decoder_layers(model), body.norm
     body.layers = torch.nn.ModuleList(list(layers)[start:stop])
+    # The decoder picks each layer's mask (full or sliding window) by its position in layer_types:
+    # those must move with the layers (Qwen2's windowed upper layers, Gemma-2's at an odd split).
+    layer_types = getattr(body.config, "layer_types", None)
+    if layer_types is not None:
+        body.config.layer_types = list(layer_types)[start:stop]
     if not final_norm:
         body.norm = torch.nn.Identity()
     try:
         yield body
     finally:
         body.layers, body.norm = layers, norm
+        if layer_types is not None:
+            body.config.layer_types = layer_types
 
 
 def fold_logits(

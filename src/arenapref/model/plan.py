@@ -16,6 +16,7 @@ from pathlib import Path
 
 from arenapref.config import RunConfig
 from arenapref.model.batching import rows_per_batch
+from arenapref.model.cpu_attention import SUPPORTED_MODEL_TYPES as SLICED_MODEL_TYPES
 from arenapref.model.cpu_attention import largest_slice
 
 GIB = 2**30
@@ -49,18 +50,72 @@ class GpuClass:
 T4_PREDICT_EFFICIENCY = 0.14
 
 
-# Architectures to plan for before their weights are downloaded (`scripts/plan.py --shape`).
+# Architectures to plan for before their weights are downloaded (`scripts/plan.py --shape`), from
+# each model's published config.json: meta-llama/Llama-3.1-8B, google/gemma-2-9b, Qwen/Qwen2.5-7B,
+# mistralai/Mistral-7B-v0.3.
 KNOWN_SHAPES = {
     "llama-3.1-8b": {
+        "model_type": "llama",
         "vocab_size": 128256,
         "hidden_size": 4096,
         "intermediate_size": 14336,
         "num_hidden_layers": 32,
         "num_attention_heads": 32,
         "num_key_value_heads": 8,
+        "head_dim": 128,
         "rms_norm_eps": 1e-5,
         "rope_theta": 500000.0,
         "max_position_embeddings": 131072,
+        "tie_word_embeddings": False,
+    },
+    "gemma-2-9b": {
+        "model_type": "gemma2",
+        "vocab_size": 256000,
+        "hidden_size": 3584,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 42,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 256,
+        "query_pre_attn_scalar": 256,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": True,
+        "sliding_window": 4096,
+        "attn_logit_softcapping": 50.0,
+        "final_logit_softcapping": 30.0,
+    },
+    "qwen2.5-7b": {
+        "model_type": "qwen2",
+        "vocab_size": 152064,
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "max_position_embeddings": 131072,
+        "tie_word_embeddings": False,
+        "use_sliding_window": False,
+        "sliding_window": 131072,
+        "max_window_layers": 28,
+    },
+    "mistral-7b": {
+        "model_type": "mistral",
+        "vocab_size": 32768,
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 1000000.0,
+        "max_position_embeddings": 32768,
+        "tie_word_embeddings": False,
+        "sliding_window": None,
     },
 }
 
@@ -88,13 +143,53 @@ class ModelShape:
     head_params: int  # the classification layer (fp32) or 0 for the sft head
     lora_inputs: tuple[int, ...]  # in_features of each adapted matrix of one layer
     lora_outputs: tuple[int, ...]
+    model_type: str = "llama"
+    # Attention implementations the model class runs (modeling.supported_attention) and the run's
+    # model.attn_implementation: together with the device they decide which one a run gets.
+    attention_support: tuple[str, ...] = ("eager", "sdpa", "flex_attention")
+    attention_requested: str = "auto"
+    softcapping: bool = False  # attention scores capped by tanh (Gemma-2), as the run would have them
+    # The masks a forward pass builds, one per kind of layer: full causal, and sliding_attention for
+    # layers that attend within `sliding_window` tokens (Gemma-2's alternate layers, Mistral's all).
+    mask_kinds: tuple[str, ...] = ("full_attention",)
+    sliding_window: int | None = None
+    norms_per_layer: int = 2  # RMSNorms in a decoder layer (Gemma-2 has four)
+
+    def attention(self, device: str) -> str:
+        """The implementation a training run (and inference on CUDA) gets on `device`."""
+        from arenapref.model.modeling import choose_attention
+
+        return choose_attention(self.attention_requested, self.attention_support, device, self.model_type)[0]
+
+    def inference_attention(self, device: str) -> str:
+        """On a CPU inference computes Llama attention in slices (modeling.inference_precision) and
+        every other architecture's eagerly."""
+        if device == "cpu":
+            return "sliced" if self.model_type in SLICED_MODEL_TYPES else "eager"
+        return self.attention(device)
+
+    def mask_bytes(self, attention: str, rows: int, length: int, element_bytes: int) -> int:
+        """The decoder's masks, alive through the whole pass. Eager attention adds a float mask of
+        every row's L x L positions per kind; sdpa takes a boolean L x L mask (shared by the rows)
+        only for windows shorter than the rows, and right-padded full causal rows need none; flex
+        attention's block masks and the CPU slices' masks are small."""
+        if attention == "eager":
+            return len(self.mask_kinds) * rows * length * length * element_bytes
+        if attention == "sdpa" and "sliding_attention" in self.mask_kinds:
+            window = self.sliding_window
+            return length * length if window is not None and window < length else 0
+        return 0
 
     @classmethod
     def from_config(cls, model_config, run: RunConfig) -> ModelShape:
         import torch
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+        from arenapref.model.modeling import supported_attention, turn_off_softcapping
+
         model_config = copy.deepcopy(model_config)
+        if not run.model.attn_softcapping:
+            turn_off_softcapping(model_config)
         with torch.device("meta"):
             if run.model.head == "sft":
                 model = AutoModelForCausalLM.from_config(model_config)
@@ -110,6 +205,8 @@ class ModelShape:
         head = score.weight.numel() if score is not None else 0
         targets = [m for name, m in linears.items() if name.rsplit(".", 1)[-1] in run.model.lora.target_modules]
         heads = model_config.num_attention_heads
+        layer_types = getattr(model_config, "layer_types", None) or ()
+        norms = sum(1 for m in layer.modules() if "RMSNorm" in type(m).__name__)
         return cls(
             hidden=model_config.hidden_size,
             intermediate=model_config.intermediate_size,
@@ -123,6 +220,14 @@ class ModelShape:
             head_params=head,
             lora_inputs=tuple(m.in_features for m in targets),
             lora_outputs=tuple(m.out_features for m in targets),
+            model_type=model_config.model_type,
+            attention_support=supported_attention(type(model)),
+            attention_requested=run.model.attn_implementation,
+            softcapping=getattr(model_config, "attn_logit_softcapping", None) is not None,
+            mask_kinds=tuple(sorted(set(layer_types)))
+            or (("sliding_attention",) if getattr(model_config, "sliding_window", None) else ("full_attention",)),
+            sliding_window=getattr(model_config, "sliding_window", None),
+            norms_per_layer=norms or 2,
         )
 
     @classmethod
@@ -135,9 +240,11 @@ class ModelShape:
 
     @classmethod
     def from_dict(cls, shape: dict, run: RunConfig) -> ModelShape:
-        from transformers import LlamaConfig
+        """A config.json's fields (KNOWN_SHAPES, or a checkpoint's): model_type picks the config class."""
+        from transformers import AutoConfig
 
-        return cls.from_config(LlamaConfig(**shape), run)
+        fields = dict(shape)
+        return cls.from_config(AutoConfig.for_model(fields.pop("model_type", "llama"), **fields), run)
 
 
 @dataclass(frozen=True)
@@ -207,19 +314,44 @@ def adapter_bytes(shape: ModelShape, run: RunConfig, arith: Arithmetic, training
 def layer_activation_bytes(shape: ModelShape, run: RunConfig, arith: Arithmetic, rows: int, length: int) -> int:
     """What autograd keeps for the backward pass of one adapted decoder layer over a padded batch."""
     c, h, tokens = arith.compute_bytes, shape.hidden, rows * length
-    per_token = 2 * 4 * h  # both RMSNorms keep their fp32 upcast input
+    per_token = shape.norms_per_layer * 4 * h  # every RMSNorm keeps its fp32 upcast input
     for d_in in shape.lora_inputs:
         # lora_A keeps its (autocast) input; dropout its mask; lora_B the rank-r intermediate.
         mask = arith.dropout_mask_bytes if run.model.lora.dropout > 0 else 0
         per_token += (c + mask) * d_in + c * run.model.lora.r
-    # SDPA keeps q, k, v and its output (k and v at their own width: right-padded rows go without a
-    # padding mask, heads.decoder_mask) and an fp32 log-sum-exp per head; the SiLU-gated MLP keeps
-    # gate, up and act(gate).
-    per_token += c * _qkvo_width(shape) + 4 * shape.heads + 3 * c * shape.intermediate
+    # SDPA (and flex attention) keeps q, k, v and its output (k and v at their own width: right-padded
+    # rows go without a padding mask, heads.decoder_mask) and an fp32 log-sum-exp per head; eager
+    # attention keeps q, k and v repeated to every head and the L x L scores (eager_saved_per_score).
+    # The gated MLP (SiLU or GELU) keeps gate, up and act(gate).
+    per_token += 3 * c * shape.intermediate
+    scores = 0
+    if shape.attention(arith.device) == "eager":
+        per_token += 3 * c * shape.heads * shape.head_dim
+        scores = rows * shape.heads * length * length * eager_saved_per_score(shape, c)
+    else:
+        per_token += c * _qkvo_width(shape) + 4 * shape.heads
+        if shape.mask_bytes("sdpa", rows, length, c):
+            # A windowed layer's boolean mask becomes an additive one per row, which SDPA keeps.
+            scores = rows * length * length * c
     copies = 0
     if arith.autocast_copies_weights:
         copies = shape.layer_linear_params * c
-    return tokens * per_token + copies
+    return tokens * per_token + scores + copies
+
+
+def eager_saved_per_score(shape: ModelShape, c: int) -> int:
+    """Bytes per head and query-key pair that eager attention keeps for the backward pass: the fp32
+    softmax and its copy back in the compute dtype (one tensor when that is fp32), and with
+    soft-capping the tanh's output."""
+    return 4 + (c if c != 4 else 0) + (c if shape.softcapping else 0)
+
+
+def eager_working_per_score(shape: ModelShape, arith: Arithmetic) -> int:
+    """Bytes per score that eager attention adds at its peak to what it saves: the masked scores
+    before the softmax, in the mask's dtype (the residual stream's, so fp32 under a CPU's autocast),
+    and in the backward pass the probabilities' gradient (each step frees the saved tensor it
+    consumes as it makes its gradient), whichever is wider (measured: tests/model/test_plan.py)."""
+    return max(arith.compute_bytes, arith.weight_bytes)
 
 
 def _qkvo_width(shape: ModelShape) -> int:
@@ -248,8 +380,13 @@ def training_memory(
     layer = layer_activation_bytes(shape, run, arith, rows, length)
     trained = trained_layers(shape, run)
     top = top_activation_bytes(shape, run, rows, length)
-    # The backward pass's own working set: gradients of the MLP's three wide tensors, a residual.
+    # The backward pass's own working set: gradients of the MLP's three wide tensors, a residual;
+    # eager attention's score gradients; the decoder's masks, alive through the step.
     working = rows * length * (2 * c * shape.intermediate + 4 * h)
+    attention = shape.attention(arith.device)
+    if attention == "eager":
+        working += rows * shape.heads * length * length * eager_working_per_score(shape, arith)
+    working += shape.mask_bytes(attention, rows, length, arith.weight_bytes)
     if checkpointing:
         # Each adapted layer keeps only its input; backward recomputes one layer at a time.
         saved = trained * rows * length * arith.weight_bytes * h + top
@@ -286,10 +423,27 @@ def inference_memory(
     stream = tokens * (3 * s * h + c * h)
     mlp = tokens * 3 * c * shape.intermediate
     attention = tokens * c * _qkvo_width(shape)
-    if arith.device == "cpu":
+    kind = shape.inference_attention(arith.device)
+    if kind == "sliced":
         attention += tokens * c * shape.heads * shape.head_dim + 8 * largest_slice(rows, shape.heads, length)
-    working = stream + max(mlp, attention)
-    if arith.quantization != "none":
+    elif kind == "eager":
+        # k and v repeated to every head, and every head's scores at the softmax: its input, its
+        # fp32 output and the copy back (8 bytes a score in fp32 and in bf16 alike).
+        per_score = c + 4 + (c if c != 4 else 0)
+        attention += tokens * c * 2 * shape.heads * shape.head_dim + rows * shape.heads * length * length * per_score
+    working = stream + max(mlp, attention) + shape.mask_bytes(kind, rows, length, s)
+    if arith.quantization == "int8":
+        # LLM.int8 (bitsandbytes' MatMul8bitLt) never dequantizes the weight: it quantizes the input
+        # to int8 codes (1 byte a value), multiplies codes into an int32 output (4 bytes a value),
+        # dequantizes that into fp16 (its kernel's only output type) and casts it to the compute
+        # dtype. The widest moment is the MLP's up projection, where a token holds the activated gate
+        # (c bytes an intermediate value), the int8 input (h values of 1 byte) and the int32, fp16 and
+        # cast outputs (4 + 2 + c bytes an intermediate value); `mlp` counted 3c: (6 - c) * I + h
+        # bytes a token more, 1.9 GiB at 32 x 1024 tokens of Llama-3.1-8B (an H200 measured 1.8 GiB
+        # more than the weight-dequantizing term below). With fp16 compute the cast is a no-op: the
+        # plan is 2 * I bytes a token high there, on the safe side.
+        working += tokens * ((6 - c) * shape.intermediate + shape.hidden)
+    elif arith.quantization != "none":
         working += shape.hidden * shape.intermediate * c  # the widest matrix, dequantized for its matmul
     parts = {
         "weights": weights_bytes(shape, arith, inference=True),
@@ -415,20 +569,25 @@ def plan_gpu(
     tflops: float | None = None,
 ) -> dict:
     """One row of the plan: peaks, whether they fit `gpu`, the settings that would, and hours a fold."""
-    from arenapref.model.modeling import resolve_checkpointing
+    from arenapref.model.modeling import checkpointing_choice
 
     arith = arithmetic_for(run, "cuda", gpu.capability, saved_quantization)
     memory = int(gpu.memory_gib * GIB)
-    checkpointing = resolve_checkpointing(run.train.gradient_checkpointing, "cuda")
+    without = training_memory(shape, run, arith, False)["peak"]
+    # As the training job decides on a fresh GPU of this class: free is what its CUDA context leaves.
+    checkpointing, reason = checkpointing_choice(
+        run.train.gradient_checkpointing, "cuda", without, memory - CUDA_CONTEXT_BYTES
+    )
     train = training_memory(shape, run, arith, checkpointing)["peak"]
     predict = inference_memory(shape, run, arith)["peak"]
     row = {
         "gpu": gpu.name,
         "memory_gib": gpu.memory_gib,
         "checkpointing": checkpointing,
+        "checkpointing_reason": reason,
         "train_peak_gib": round(train / GIB, 1),
         "train_fits": fits(train, memory),
-        "train_peak_without_checkpointing_gib": round(training_memory(shape, run, arith, False)["peak"] / GIB, 1),
+        "train_peak_without_checkpointing_gib": round(without / GIB, 1),
         "predict_peak_gib": round(predict / GIB, 1),
         "predict_fits": fits(predict, memory),
     }
@@ -456,9 +615,9 @@ def describe_change(change: dict | None) -> str:
 def plan_table(rows: list[dict]) -> str:
     """The plan as a Markdown table, one row per GPU."""
     lines = [
-        "| GPU | training peak GiB (without checkpointing) | fits | inference peak GiB | fits "
-        "| hours a fold: train + predict | to fit |",
-        "| --- | ---: | --- | ---: | --- | ---: | --- |",
+        "| GPU | gradient checkpointing | training peak GiB (without checkpointing) | fits | inference peak GiB "
+        "| fits | hours a fold: train + predict | to fit |",
+        "| --- | --- | ---: | --- | ---: | --- | ---: | --- |",
     ]
     for row in rows:
         advice = []
@@ -467,7 +626,8 @@ def plan_table(rows: list[dict]) -> str:
         if not row["predict_fits"]:
             advice.append(f"predict.tokens_per_batch: {row.get('predict_tokens_per_batch_that_fits')}")
         lines.append(
-            f"| {row['gpu']} | {row['train_peak_gib']} ({row['train_peak_without_checkpointing_gib']}) "
+            f"| {row['gpu']} | {'on' if row['checkpointing'] else 'off'} "
+            f"| {row['train_peak_gib']} ({row['train_peak_without_checkpointing_gib']}) "
             f"| {'yes' if row['train_fits'] else 'no'} | {row['predict_peak_gib']} "
             f"| {'yes' if row['predict_fits'] else 'no'} "
             f"| {row['train_hours']:.1f} + {row['predict_hours']:.1f} | {'; '.join(advice) or '-'} |"
@@ -511,17 +671,37 @@ def kaggle_hours(
 
 
 def kaggle_plan(
-    shape: ModelShape, run: RunConfig, exported_folds: int, budget_hours: float = 8.0, rows: int = 25_000
+    shape: ModelShape,
+    run: RunConfig,
+    exported_folds: int,
+    budget_hours: float = 8.0,
+    rows: int = 25_000,
+    soup: bool = False,
 ) -> dict:
     """What --time-budget would choose for the hidden test set on Kaggle's 2 x T4, from the figures
-    above (the notebook measures its own throughput and decides again), and the hours of each option."""
+    above (the notebook measures its own throughput and decides again), and the hours of each option.
+    The soup rows (every fold as one adapter) cost one fold: its LoRA rank k x r adds under 0.1% to
+    an 8B model's pass at r = 4 on q, k and v; with `soup` (the export's default) the choice is among them."""
+    tta_choices = (True, False) if run.predict.swap_tta else (False,)
     options = []
     for folds in range(exported_folds, 0, -1):
-        for tta in (True, False) if run.predict.swap_tta else (False,):
+        for tta in tta_choices:
             options.append(
                 {"folds": folds, "swap_tta": tta, "hours": round(kaggle_hours(shape, run, folds, tta, rows), 2)}
             )
-    chosen = next((option for option in options if option["hours"] <= budget_hours), None)
+    soup_options = [
+        {
+            "folds": exported_folds,
+            "soup": True,
+            "swap_tta": tta,
+            "hours": round(kaggle_hours(shape, run, 1, tta, rows), 2),
+        }
+        for tta in tta_choices
+    ]
+    if exported_folds > 1:
+        options += soup_options
+    choices = soup_options if soup else [option for option in options if not option.get("soup")]
+    chosen = next((option for option in choices if option["hours"] <= budget_hours), None)
     return {
         "rows": rows,
         "gpus": "2 x T4",

@@ -84,7 +84,9 @@ class Runtime:
     dtype: torch.dtype  # compute dtype of training (and of loading the model)
     predict_dtype: torch.dtype  # arithmetic of inference
     quantization: str
-    gradient_checkpointing: bool
+    # train.gradient_checkpointing resolved; None for auto on CUDA until the training job's memory
+    # plan decides it (train.job.plan_training_memory), which needs the fold's longest row.
+    gradient_checkpointing: bool | None
     tokenizer: object
     builder: InputBuilder
     head: ClassifierHead | SftHead
@@ -112,7 +114,9 @@ class Runtime:
             dtype=dtype,
             predict_dtype=inference_dtype(run.predict.precision, device, dtype, quantization),
             quantization=quantization,
-            gradient_checkpointing=resolve_checkpointing(run.train.gradient_checkpointing, device.type),
+            gradient_checkpointing=None
+            if run.train.gradient_checkpointing == "auto" and device.type == "cuda"
+            else resolve_checkpointing(run.train.gradient_checkpointing, device.type),
             tokenizer=tokenizer,
             builder=InputBuilder.from_tokenizer(
                 tokenizer,
