@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -96,3 +97,13 @@ def submission_adapters():
     if not FULL_FIT or chosen == "folds":
         return [f"fold{k}" for k in FOLDS]
     return ["full"] if chosen == "full" else fold_adapters()
+
+
+# The pseudo-label stage's pairs (rules/evaluate.smk), asked for only when its target is.
+def pseudo_label_pairs(wildcards):
+    pairs = config["pseudo_label"]["pairs"]
+    if not pairs:
+        stop(
+            "set pseudo_label.pairs to a CSV of pairs in test.csv's schema to make pseudo-labels"
+        )
+    return pairs

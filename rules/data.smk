@@ -21,9 +21,13 @@ rule preprocess:
     input:
         train=config["data"]["train"],
         test=config["data"]["test"],
+        extra=config["data"]["extra_train"],
+        soft_labels=config["data"]["soft_labels"] or [],
     output:
         train="results/data/train.parquet",
         test="results/data/test.parquet",
+        extra="results/data/extra.parquet",
+        rule_rows="results/data/rule_rows.parquet",
         report="results/data/report.json",
     log:
         "results/logs/preprocess.log",
@@ -39,8 +43,15 @@ rule preprocess:
         seed=config["folds"]["seed"],
         max_turn_rows=config["folds"]["max_turn_rows"],
         min_turn_chars=config["folds"]["min_turn_chars"],
+        soft_labels=lambda wildcards, input: (
+            f"--soft-labels {shlex.quote(input.soft_labels)}"
+            if input.soft_labels
+            else ""
+        ),
     shell:
         "arenapref-preprocess --train {input.train:q} --test {input.test:q}"
         " --n-folds {params.n_folds} --seed {params.seed}"
         " --max-turn-rows {params.max_turn_rows} --min-turn-chars {params.min_turn_chars}"
+        " --extra {input.extra:q} --out-extra {output.extra} {params.soft_labels}"
+        " --out-rule-rows {output.rule_rows}"
         " --out-train {output.train} --out-test {output.test} --report {output.report} > {log} 2>&1"

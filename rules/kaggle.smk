@@ -40,6 +40,7 @@ rule export_kaggle:
         kernel_id=config["kaggle"]["kernel_id"],
         base_model=config["kaggle"]["base_model"],
         time_budget=config["kaggle"]["time_budget"],
+        soup="--soup" if config["ensemble"]["adapters"] == "soup" else "",
         wheels=(
             f"--wheels-python {config['kaggle']['wheels_python']}"
             if config["kaggle"]["wheels_python"]
@@ -50,7 +51,7 @@ rule export_kaggle:
         " --metrics {input.metrics} --postprocessing {input.postprocessing}"
         " --features-model {input.features_model} --config {params.settings:q} --dataset-id {params.dataset_id:q}"
         " --kernel-dir {output.kernel} --kernel-id {params.kernel_id:q} --base-model {params.base_model:q}"
-        " --time-budget {params.time_budget:q} {params.wheels} --out-dir {output.export} > {log} 2>&1"
+        " --time-budget {params.time_budget:q} {params.wheels} {params.soup} --out-dir {output.export} > {log} 2>&1"
 
 
 # Upload the export as a dataset, push the notebook that runs it, wait for the run (hours), submit that

@@ -1,6 +1,7 @@
 rule train_fold:
     input:
         data="results/data/train.parquet",
+        extra="results/data/extra.parquet",
         checkpoint=model_checkpoint(),
     output:
         adapter=directory("results/folds/fold{fold}/adapter"),
@@ -26,7 +27,7 @@ rule train_fold:
         "arenapref-train-fold --data {input.data} --fold {params.fold}"
         " --checkpoint {input.checkpoint:q} --config {params.settings:q}"
         " --adapter-dir {output.adapter} --log {output.log}"
-        " --resume-dir {params.resume_dir} > {log} 2>&1"
+        " --resume-dir {params.resume_dir} --extra {input.extra} > {log} 2>&1"
 
 
 # The full fit (folds.full_fit): every row, a fold's optimizer steps; test predictions only.

@@ -5,10 +5,10 @@ OOF log loss with and without swap TTA and temperature scaling, next to the feat
 the class prior."""
 
 import argparse
-import json
 from pathlib import Path
 
 from arenapref.cli import run_main
+from arenapref.config import merged
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,14 +19,6 @@ VARIANTS = {
     "sft+swap": {"model": {"head": "sft"}, "train": {"swap_augmentation": True}},
 }
 DATA_KEYS = ("train", "test", "sample_submission")
-
-
-def merged(base: dict, *overlays: dict) -> dict:
-    out = json.loads(json.dumps(base))
-    for overlay in overlays:
-        for key, value in overlay.items():
-            out[key] = merged(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
 
 
 def run_variant(name: str, config: dict, out_dir: Path, cores: str) -> Path:

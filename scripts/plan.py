@@ -9,13 +9,7 @@ import argparse
 from pathlib import Path
 
 from arenapref.cli import run_main
-
-
-def merged(base: dict, overlay: dict) -> dict:
-    out = dict(base)
-    for key, value in overlay.items():
-        out[key] = merged(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
+from arenapref.config import merged
 
 
 def main() -> int:

@@ -95,13 +95,19 @@ def test_pipeline_on_generated_sample(tmp_path, tiny_checkpoint):
     assert full["fold"] == "full" and full["rows"] == table.height > fold0["rows"]
     assert full["optimizer_steps"] == fold0["optimizer_steps"]
     from arenapref.evaluate.ensemble import Postprocessing
-    from arenapref.evaluate.submission import average_folds
+    from arenapref.evaluate.submission import average_folds, postprocess
 
     averaged = average_folds(
         [tmp_path / f"results/folds/{name}/test.parquet" for name in ("fold0", "fold1", "fold2", "full")]
     )
     applied = json.loads((tmp_path / "results" / "postprocessing.json").read_text())
-    expected = Postprocessing(**applied).apply(averaged.drop("id").to_numpy())
+    # ensemble settings auto: whichever post-processing the cross-fitted OOF chose (metrics.json says which).
+    assert metrics["postprocessing"]["chosen"] in metrics["postprocessing_cross_fitted"]
+    results = tmp_path / "results"
+    expected = postprocess(
+        averaged, Postprocessing(**applied), results / "features/test.parquet", results / "data/test.parquet"
+    )
+    expected = expected.drop("id").to_numpy()
     submission = pl.read_csv(tmp_path / "results" / "submission.csv").sort("id")
     np.testing.assert_allclose(submission.drop("id").to_numpy(), expected, atol=1e-6)
 
@@ -316,10 +322,9 @@ def test_pipeline_sft_head_every_option_and_the_report(tmp_path, tiny_checkpoint
     applied = metrics["postprocessing"]
     assert 0 <= applied["features_blend_weight"] <= 1 and applied["temperature"] > 0
     assert set(metrics["postprocessing_cross_fitted"]) == {
-        "none",
-        "temperature",
-        "features_blend",
-        "features_blend+temperature",
+        f"{name}{rules}"
+        for name in ("none", "temperature", "features_blend", "features_blend+temperature")
+        for rules in ("", "+rules")
     }
     # The submission is the fold average, blended and scaled as fitted on the OOF rows.
     from arenapref.evaluate.ensemble import Postprocessing
@@ -385,3 +390,66 @@ def test_options_table_runs_each_variant_in_its_own_folder(tmp_path, tiny_checkp
         )
     table = (out / "options.md").read_text()
     assert "| sft+swap |" in table and "| class prior |" in table
+
+
+@pytest.mark.parametrize("architecture", ["gemma2", "qwen2", "mistral"])
+def test_pipeline_on_other_architectures(tmp_path_factory, architecture):
+    """Gemma-2 (soft-capping, head width unlike hidden / heads, alternating windowed layers), Qwen2
+    and Mistral (windowed attention shorter than the rows) through training, out-of-fold scoring, the
+    submission and the export's own prediction, as a Llama runs."""
+    from tiny_llama import build_tiny
+
+    checkpoint = build_tiny(tmp_path_factory.mktemp(f"tiny-{architecture}"), architecture)
+    workdir = tmp_path_factory.mktemp(f"run-{architecture}")
+    config = {
+        "data": {"sample": {"n_train": 40, "n_test": 6, "seed": 4}},
+        "folds": {"n": 2},
+        "model": {"checkpoint": str(checkpoint), "max_length": 96},
+        "train": FAST_TRAIN,
+    }
+    run_snakemake(workdir, config)
+    check_outputs(workdir, 2, workdir / "results" / "sample" / "sample_submission.csv")
+    # On a CPU Gemma-2's classifier has neither sdpa nor flex_attention; the others take sdpa.
+    expected = "attention: eager" if architecture == "gemma2" else "attention: sdpa"
+    assert expected in (workdir / "results" / "logs" / "train_fold0.log").read_text()
+    check_kaggle_export(workdir, config, checkpoint, folds=("fold0", "fold1"))
+
+
+def test_pipeline_with_the_fold_soup(tmp_path, tiny_checkpoint):
+    """ensemble.adapters: soup: the folds' adapters become one, it predicts the test rows, the
+    submission holds its predictions (post-processed as the OOF rows fitted), and the export's
+    predict.py makes the same soup by default and predicts the same."""
+    config = {
+        "data": {"sample": {"n_train": 60, "n_test": 10, "seed": 4}},
+        "folds": {"n": 3, "full_fit": True},
+        "model": {"checkpoint": str(tiny_checkpoint), "max_length": 96},
+        "train": FAST_TRAIN,
+        "predict": {"precision": "fp32"},
+        "ensemble": {"adapters": "soup", "features_blend": False},  # a blend would hide the model on 60 rows
+    }
+    run_snakemake(tmp_path, config)
+    metrics = check_outputs(tmp_path, 3, tmp_path / "results" / "sample" / "sample_submission.csv")
+    folds = tmp_path / "results" / "folds"
+    from arenapref.io import dir_sha256
+
+    record = json.loads((folds / "soup" / "adapter" / "soup.json").read_text())
+    assert [a["name"] for a in record["adapters"]] == ["fold0", "fold1", "fold2"]  # the full fit stays out
+    assert [a["sha256"] for a in record["adapters"]] == [dir_sha256(folds / f"fold{k}" / "adapter") for k in range(3)]
+    assert sorted(metrics["per_fold"]) == ["0", "1", "2"]  # the OOF metrics are the folds'
+    from arenapref.evaluate.ensemble import Postprocessing
+    from arenapref.evaluate.submission import average_folds, postprocess
+
+    postprocessing = Postprocessing(**json.loads((tmp_path / "results" / "postprocessing.json").read_text()))
+    features = tmp_path / "results" / "features" / "test.parquet"
+    test_rows = tmp_path / "results" / "data" / "test.parquet"  # for the rules on rows the model cannot judge
+    submission = pl.read_csv(tmp_path / "results" / "submission.csv").sort("id").drop("id").to_numpy()
+    soup = postprocess(average_folds([folds / "soup" / "test.parquet"]), postprocessing, features, test_rows)
+    np.testing.assert_allclose(submission, soup.drop("id").to_numpy(), atol=1e-6)
+    fold_mean = average_folds([folds / f"fold{k}" / "test.parquet" for k in range(3)])
+    assert (
+        np.abs(postprocess(fold_mean, postprocessing, features, test_rows).drop("id").to_numpy() - submission).max()
+        > 1e-6
+    )
+    log = (tmp_path / "results" / "logs" / "predict_soup.log").read_text()
+    assert '"fold": "soup"' in log
+    check_kaggle_export(tmp_path, config, tiny_checkpoint, folds=("fold0", "fold1", "fold2", "full"))

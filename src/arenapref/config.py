@@ -100,6 +100,16 @@ def config_error_line(
     return f"invalid configuration{where}: {what}{more}"
 
 
+def merged(base: dict[str, Any], *overlays: dict[str, Any]) -> dict[str, Any]:
+    """Config dicts laid over one another as --configfile does: later ones win, key by key inside
+    sections; the inputs are left as they were."""
+    out = copy.deepcopy(base)
+    for overlay in overlays:
+        for key, value in overlay.items():
+            out[key] = merged(out.get(key) or {}, value) if isinstance(value, dict) else copy.deepcopy(value)
+    return out
+
+
 def load_config_arg(value: str | None) -> dict[str, Any]:
     """A script's --config argument: inline JSON, or a path to a YAML/JSON file; validated."""
     if not value:

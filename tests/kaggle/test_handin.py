@@ -207,3 +207,68 @@ def test_workers_get_the_gpus_the_main_process_does_not_hold(tmp_path, monkeypat
     for taken in (0, 1):
         _start_worker(tmp_path, tmp_path / "test.csv", tmp_path, options, 1, 2, 2, tmp_path / "s.npz", taken)
     assert started == ["7", "4"]
+
+
+def test_soup_option_predicts_as_the_pipelines_soup(export_folder, test_csv, tiny_checkpoint, tmp_path):
+    """predict.py --soup builds the soup from the exported adapters; the pipeline builds it from
+    results/folds and predicts with predict_fold's path (merged into the base): the same numbers."""
+    from arenapref.data.preprocess import preprocess_test
+    from arenapref.evaluate.job import predict_fold
+    from arenapref.evaluate.soup import make_soup
+    from arenapref.kaggle.offline_predict import PredictOptions, predict_export, read_manifest
+
+    folds = export_folder.parent / "folds"
+    make_soup([folds / name / "adapter" for name in FOLDS], tmp_path / "soup" / "adapter")
+    test, _ = preprocess_test(test_csv)
+    test.write_parquet(tmp_path / "test.parquet")
+    run = RunConfig.from_config(read_manifest(export_folder)["settings"])
+    predict_fold(
+        tmp_path / "test.parquet",
+        tmp_path / "test.parquet",
+        None,
+        tiny_checkpoint,
+        tmp_path / "soup" / "adapter",
+        run,
+        None,
+        tmp_path / "soup" / "test.parquet",
+    )
+    pipeline = pl.read_parquet(tmp_path / "soup" / "test.parquet")
+
+    ids, probs, done = predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(soup=True))
+    assert done["soup"] == list(FOLDS) and done["folds"] == ["soup"]
+    assert pipeline["id"].to_list() == ids
+    np.testing.assert_allclose(probs, pipeline.select(["winner_model_a", "winner_model_b", "winner_tie"]), atol=1e-5)
+    folds_mean = predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(soup=False))[1]
+    assert np.abs(folds_mean - probs).max() > 1e-4  # the soup is not the mean of the folds' predictions
+
+    one = _predict(export_folder, test_csv, tiny_checkpoint, tmp_path, soup=True, workers=1)
+    two = _predict(export_folder, test_csv, tiny_checkpoint, tmp_path, soup=True, workers=2)
+    np.testing.assert_allclose(two.drop("id").to_numpy(), one.drop("id").to_numpy(), atol=1e-5)
+    fold0_soup = predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(soup=True, folds=("fold0",)))
+    assert fold0_soup[2]["soup"] == ["fold0"] and np.abs(fold0_soup[1] - probs).max() > 1e-4
+
+
+def test_an_export_made_for_the_soup_predicts_with_it_by_default(tiny_checkpoint, tmp_path):
+    import json
+
+    from arenapref.kaggle.export import export_for_kaggle
+    from arenapref.kaggle.offline_predict import PredictOptions
+
+    run = RunConfig.from_config({"model": {"max_length": 96}, "device": "cpu"})
+    adapters = _random_adapters(tiny_checkpoint, tmp_path / "folds", run, names=("fold0", "fold1", "full"))
+    export = export_for_kaggle(
+        tmp_path / "export", list(adapters.values()), tiny_checkpoint, run, {}, "someone/a", soup=True
+    )
+    manifest = json.loads((export / "export.json").read_text())
+    assert manifest["soup"] == {"folds": ["fold0", "fold1"]}  # the full fit stays out
+    plan = manifest["kaggle_plan"]
+    one_fold = next(o for o in plan["options"] if o["folds"] == 1 and not o.get("soup"))
+    assert plan["chosen"]["soup"] is True and plan["chosen"]["hours"] == one_fold["hours"]
+    assert PredictOptions().soup_folds(manifest) == ["fold0", "fold1"]
+    assert PredictOptions(soup=False).soup_folds(manifest) is None
+    assert PredictOptions(folds=("fold1", "full")).soup_folds(manifest) == ["fold1", "full"]
+    plain = dict(manifest, soup=None)
+    assert PredictOptions().soup_folds(plain) is None and PredictOptions(soup=True).soup_folds(plain) == [
+        "fold0",
+        "fold1",
+    ]

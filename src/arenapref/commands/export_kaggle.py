@@ -41,6 +41,11 @@ def main() -> int:
     )
     parser.add_argument("--wheels-python", help="bundle wheels for this Python (the Kaggle image's, e.g. 3.11)")
     parser.add_argument("--time-budget", default="8h", help="the notebook's prediction time budget")
+    parser.add_argument(
+        "--soup",
+        action="store_true",
+        help="predict.py predicts with the folds' soup by default (ensemble.adapters: soup)",
+    )
     args = parser.parse_args()
 
     from arenapref.kaggle.kernel import write_kernel_folder
@@ -62,6 +67,7 @@ def main() -> int:
         features_model,
         args.wheels_python,
         time_budget_hours=budget,
+        soup=args.soup,
     )
     print(f"wrote {out}: {len(args.adapters)} adapters; run `python {out}/predict.py --help`")
     if args.kernel_dir:

@@ -3,6 +3,7 @@
 Copied as predict.py into the folder `export_kaggle` writes, next to the `arenapref` package
 (installed as `arenapref-predict-export` otherwise). Nothing is downloaded. The chosen folds share
 one base model and its layers below the adapters; every visible GPU predicts a shard of the rows.
+With --soup they predict as one adapter, the mean of their weight changes, at the cost of one fold.
 """
 
 import argparse
@@ -43,6 +44,13 @@ def main() -> int:
         default=None,
         help="also predict with A and B swapped and average (twice the time)",
     )
+    parser.add_argument(
+        "--soup",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the chosen folds as one adapter, the mean of their weight changes: k folds at the cost of one "
+        "(default: as exported; on with ensemble.adapters: soup, of every fold but the full fit)",
+    )
     parser.add_argument("--workers", type=int, help="processes, one per GPU (default: every visible GPU)")
     parser.add_argument(
         "--time-budget",
@@ -69,6 +77,7 @@ def main() -> int:
         swap_tta=args.swap_tta,
         workers=args.workers,
         time_budget_hours=parse_hours(args.time_budget),
+        soup=args.soup,
     )
     if args.shard:
         index, count = (int(part) for part in args.shard.split("/"))

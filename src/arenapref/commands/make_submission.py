@@ -1,5 +1,5 @@
 """Average the folds' test predictions, apply the OOF-fitted post-processing (blend with the features
-baseline, temperature) and write a validated submission.csv."""
+baseline, temperature, the rules for rows the model cannot judge) and write a validated submission.csv."""
 
 import argparse
 from pathlib import Path
@@ -17,13 +17,17 @@ def main() -> int:
     parser.add_argument("--sample-submission", required=True, type=Path, help="Kaggle sample_submission.csv")
     parser.add_argument("--postprocessing", type=Path, help="JSON written by evaluate (blend weight, temperature)")
     parser.add_argument("--features-test", type=Path, help="the features baseline's test parquet (for the blend)")
+    parser.add_argument("--test-data", type=Path, help="the preprocessed test parquet (for the rules' rows)")
     parser.add_argument("--out", required=True, type=Path, help="submission.csv to write")
     args = parser.parse_args()
     postprocessing = Postprocessing(**read_json(args.postprocessing)) if args.postprocessing else None
-    submission = build_submission(args.test_preds, args.sample_submission, postprocessing, args.features_test)
+    submission = build_submission(
+        args.test_preds, args.sample_submission, postprocessing, args.features_test, args.test_data
+    )
     write_submission(submission, args.out)
     print(
-        f"wrote {args.out}: {submission.height} rows from {len(args.test_preds)} folds; post-processing "
+        f"wrote {args.out}: {submission.height} rows from {', '.join(p.parent.name for p in args.test_preds)}; "
+        "post-processing "
         f"{postprocessing.as_dict() if postprocessing else 'none'}"
     )
     return 0

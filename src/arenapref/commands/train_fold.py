@@ -18,6 +18,7 @@ def main() -> int:
     parser.add_argument("--adapter-dir", required=True, type=Path, help="where to write the trained adapter")
     parser.add_argument("--log", required=True, type=Path, help="training log (JSON, with the loss curve)")
     parser.add_argument("--resume-dir", required=True, type=Path, help="per-chunk resume state")
+    parser.add_argument("--extra", type=Path, help="extra training rows (preprocess's extra.parquet)")
     args = parser.parse_args()
     # Before torch and transformers load: a missing, empty or incomplete checkpoint is one line.
     check_checkpoint_files(args.checkpoint)
@@ -25,7 +26,9 @@ def main() -> int:
     from arenapref.train.job import train_fold
 
     run = RunConfig.from_config(load_config_arg(args.config))
-    summary = train_fold(args.data, args.fold, args.checkpoint, run, args.adapter_dir, args.log, args.resume_dir)
+    summary = train_fold(
+        args.data, args.fold, args.checkpoint, run, args.adapter_dir, args.log, args.resume_dir, args.extra
+    )
     print(
         f"fold {summary['fold']}: {summary['optimizer_steps']} steps in {summary['seconds']} s, "
         f"final loss {summary['final_loss']}"

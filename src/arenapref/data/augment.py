@@ -10,13 +10,21 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from arenapref.data.parsing import NO_LABEL
+
 # Column pairs that trade places when A and B swap; a column missing from a table is skipped.
-SWAPPED_PAIRS = (("response_a", "response_b"), ("response_a_chars", "response_b_chars"), ("model_a", "model_b"))
+SWAPPED_PAIRS = (
+    ("response_a", "response_b"),
+    ("response_a_chars", "response_b_chars"),
+    ("model_a", "model_b"),
+    ("teacher_model_a", "teacher_model_b"),  # a teacher's probabilities (data.soft_labels) swap with the label
+)
 FLIP = [1, 0, 2]  # class order A wins, B wins, tie -> B wins, A wins, tie
 
 
 def swap_responses(table: pl.DataFrame) -> pl.DataFrame:
-    """Every row with A and B exchanged; the label (if present) flips A-wins and B-wins, a tie stays.
+    """Every row with A and B exchanged; the label (if present) flips A-wins and B-wins, a tie (or
+    no label) stays, and a teacher's probabilities flip with it.
 
     Every other column (id, fold, group) is kept, so a swapped row stays in its source row's fold.
     """
@@ -27,7 +35,7 @@ def swap_responses(table: pl.DataFrame) -> pl.DataFrame:
     swapped = table.rename(renames).select(table.columns)
     if "label" in table.columns:
         swapped = swapped.with_columns(
-            pl.col("label").replace_strict({0: 1, 1: 0, 2: 2}, return_dtype=table.schema["label"])
+            pl.col("label").replace_strict({0: 1, 1: 0, 2: 2, NO_LABEL: NO_LABEL}, return_dtype=table.schema["label"])
         )
     return swapped
 

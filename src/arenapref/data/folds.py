@@ -150,3 +150,17 @@ def assign_folds(labels: Sequence[int], groups: Sequence[int], n_folds: int, see
         group_fold[members] = np.repeat(np.arange(n_folds), add)
         fold_labels[:, label] += add
     return group_fold[group_index]
+
+
+def whole_groups(prompts: pl.Series | Sequence[Sequence[str | None]], rows: int, seed: int) -> np.ndarray:
+    """A mask of `rows` rows taken as whole prompt groups (prompt_groups' default rule) in a seeded
+    order: a held-back test set, or extra training data, that shares no prompt with the rest."""
+    groups = np.asarray(prompt_groups(prompts))
+    held = np.zeros(len(groups), dtype=bool)
+    for group in np.random.default_rng(seed).permutation(np.unique(groups)):
+        members = groups == group
+        if held.sum() + members.sum() <= rows:
+            held |= members
+        if held.sum() == rows:
+            break
+    return held

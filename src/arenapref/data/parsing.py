@@ -25,6 +25,7 @@ TEXT_COLUMNS = ("prompt", "response_a", "response_b")
 TRAIN_COLUMNS = ("id", "model_a", "model_b", *TEXT_COLUMNS, *LABEL_COLUMNS)
 TEST_COLUMNS = ("id", *TEXT_COLUMNS)
 SUBMISSION_COLUMNS = ("id", *LABEL_COLUMNS)
+NO_LABEL = -1  # the label index of a row known only by a teacher's probabilities (a pseudo-labelled pair)
 
 
 def clean_text(text: str) -> str:

@@ -9,6 +9,7 @@ cover every test id, so empty text stays empty.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import polars as pl
 
 from arenapref.data.folds import MAX_TURN_ROWS, MIN_TURN_CHARS, assign_folds, left_out_turns, prompt_groups
 from arenapref.data.parsing import (
+    NO_LABEL,
     TEST_COLUMNS,
     TEXT_COLUMNS,
     TRAIN_COLUMNS,
@@ -42,6 +44,9 @@ class DataReport:
     dropped_ids: dict[str, list[int]] = field(default_factory=dict)
     dropped_lines: dict[str, list[int]] = field(default_factory=dict)  # dropped records without an id: their lines
     ignored_columns: list[str] = field(default_factory=list)
+    # Rows dropped for a missing or empty text (id, responses, label): the rules for rows the model
+    # cannot judge still count their labels (data/row_kinds.py).
+    dropped_rows: pl.DataFrame | None = None
 
     @classmethod
     def of_csv(cls, file: str, csv: CsvFile) -> DataReport:
@@ -83,7 +88,8 @@ def _has_text(turns: pl.Expr) -> pl.Expr:
 _LENGTH_COLUMNS = (*(f"{c}_chars" for c in TEXT_COLUMNS), "n_turns")
 
 
-def _with_lengths(table: pl.DataFrame) -> pl.DataFrame:
+def with_lengths(table: pl.DataFrame) -> pl.DataFrame:
+    """Characters of each text column and the number of turns."""
     chars = {
         f"{c}_chars": pl.col(c).list.eval(pl.element().str.len_chars()).list.sum().cast(pl.Int64) for c in TEXT_COLUMNS
     }
@@ -124,20 +130,18 @@ def _repeats(table: pl.DataFrame, among: pl.Expr) -> np.ndarray:
     return repeat
 
 
-def preprocess_train(
-    path: str | Path,
-    n_folds: int,
-    seed: int,
-    max_turn_rows: int | None = MAX_TURN_ROWS,
-    min_turn_chars: int = MIN_TURN_CHARS,
-) -> tuple[pl.DataFrame, DataReport]:
-    """Parsed, cleaned train rows with their prompt group and fold; the last two arguments are
-    folds.max_turn_rows and folds.min_turn_chars (see prompt_groups)."""
-    file = str(path)
-    csv = read_csv_strict(path, TRAIN_COLUMNS)
-    frame, report = csv.frame, DataReport.of_csv(file, csv)
-    ids = parse_ids(frame, file, csv.line)
-    labels = parse_labels(frame, ids, file)
+def clean_train_rows(
+    frame: pl.DataFrame,
+    file: str,
+    report: DataReport,
+    line: Callable[[int], int] | None = None,
+    labelled: bool = True,
+) -> pl.DataFrame:
+    """Train rows in the Kaggle schema (every cell text, as read from the CSV) parsed, with the rows
+    the rule drops counted in `report`: id, the turn lists and the label index (NO_LABEL for rows
+    of a file without winner columns: pairs a teacher labels)."""
+    ids = parse_ids(frame, file, line)
+    labels = parse_labels(frame, ids, file) if labelled else [NO_LABEL] * len(ids)
     texts = parse_text_columns(frame, TEXT_COLUMNS, ids, file)
 
     table = pl.DataFrame({"id": pl.Series(ids, dtype=pl.Int64), **texts, "label": pl.Series(labels, dtype=pl.Int64)})
@@ -150,16 +154,35 @@ def preprocess_train(
     for reason, dropped in table.filter(pl.col("reason").is_not_null()).group_by("reason", maintain_order=True):
         report.drop_many(reason[0], dropped["id"].to_list())
     kept = table.filter(pl.col("reason").is_null()).drop("reason")
+    report.dropped_rows = table.filter(pl.col("reason").is_not_null() & (pl.col("reason") != "duplicate")).select(
+        "id", "response_a", "response_b", "label"
+    )
     report.rows_kept = kept.height
     report.check_balance()
     if kept.height == 0:
         raise DataError(file, "no usable rows left after dropping missing, empty and duplicate rows")
+    return kept
+
+
+def preprocess_train(
+    path: str | Path,
+    n_folds: int,
+    seed: int,
+    max_turn_rows: int | None = MAX_TURN_ROWS,
+    min_turn_chars: int = MIN_TURN_CHARS,
+) -> tuple[pl.DataFrame, DataReport]:
+    """Parsed, cleaned train rows with their prompt group and fold; the last two arguments are
+    folds.max_turn_rows and folds.min_turn_chars (see prompt_groups)."""
+    file = str(path)
+    csv = read_csv_strict(path, TRAIN_COLUMNS)
+    report = DataReport.of_csv(file, csv)
+    kept = clean_train_rows(csv.frame, file, report, csv.line)
     groups = prompt_groups(kept["prompt"], max_turn_rows, min_turn_chars)
     try:
         folds = assign_folds(kept["label"].to_numpy(), groups, n_folds, seed)
     except ValueError as err:
         raise DataError(file, f"cannot assign folds: {err}") from None
-    kept = _with_lengths(kept).with_columns(
+    kept = with_lengths(kept).with_columns(
         group=pl.Series(groups, dtype=pl.Int64), fold=pl.Series(folds, dtype=pl.Int64)
     )
     return kept.select("id", *TEXT_COLUMNS, *_LENGTH_COLUMNS, "label", "group", "fold"), report
@@ -177,7 +200,7 @@ def preprocess_test(path: str | Path) -> tuple[pl.DataFrame, DataReport]:
     table = table.with_columns(pl.col(c).fill_null(empty) for c in TEXT_COLUMNS)
     report.rows_kept = len(ids)
     report.check_balance()
-    return _with_lengths(table).select("id", *TEXT_COLUMNS, *_LENGTH_COLUMNS), report
+    return with_lengths(table).select("id", *TEXT_COLUMNS, *_LENGTH_COLUMNS), report
 
 
 def summarize(

@@ -9,9 +9,11 @@ import numpy as np
 import polars as pl
 
 from arenapref import LABEL_COLUMNS
+from arenapref.data.row_kinds import RULES, rule_kinds
 from arenapref.evaluate.calibration import fit_temperature
 from arenapref.evaluate.ensemble import fit_blend_weight, score_options
 from arenapref.evaluate.metrics import accuracy, class_prior, log_loss
+from arenapref.evaluate.row_rules import cross_fitted_rules, rule_counts, rule_distributions
 
 
 def gather_oof(oof_paths: Sequence[str | Path], train: pl.DataFrame) -> pl.DataFrame:
@@ -71,19 +73,23 @@ def score_oof(oof: pl.DataFrame, train: pl.DataFrame) -> dict:
     return {"overall": overall, "per_fold": per_fold}
 
 
-def reference_scores(oof: pl.DataFrame, train: pl.DataFrame, feature_probs: np.ndarray) -> dict:
+def reference_scores(
+    oof: pl.DataFrame, train: pl.DataFrame, feature_probs: np.ndarray, rule_rows: pl.DataFrame | None = None
+) -> dict:
     """What the model's OOF score is measured against, and what each post-processing option adds.
 
     `feature_probs` are the features baseline's OOF probabilities (fitted per fold like the model),
     in the id order of `train`. Temperature and blend weight are fitted on all OOF rows (the values
-    to apply to test predictions); their gains are scored cross-fitted (see ensemble.py).
+    to apply to test predictions); their gains are scored cross-fitted (see ensemble.py), with and
+    without the rules for rows the model cannot judge when `rule_rows` (rule, label, fold) is given.
     """
     train = train.sort("id")
     oof = oof.sort("id")
     probs = probabilities(oof)
     labels = train["label"].to_numpy()
     folds = train["fold"].to_numpy()
-    options = score_options(probs, feature_probs, labels, folds)
+    kinds = rule_kinds(train).to_numpy() if rule_rows is not None else None
+    options = score_options(probs, feature_probs, labels, folds, kinds, rule_rows)
     scores = {
         "features_baseline": {"log_loss": log_loss(labels, feature_probs), "accuracy": accuracy(labels, feature_probs)},
         "temperature_scaling": {
@@ -97,6 +103,8 @@ def reference_scores(oof: pl.DataFrame, train: pl.DataFrame, feature_probs: np.n
         },
         "postprocessing_cross_fitted": options,
     }
+    if rule_rows is not None:
+        scores["rules"] = rule_effects(probs, labels, folds, kinds, rule_rows)
     if f"{LABEL_COLUMNS[0]}_direct" in oof.columns:
         scores["swap_tta"] = {
             "log_loss_direct": log_loss(labels, probabilities(oof, "_direct")),
@@ -104,3 +112,26 @@ def reference_scores(oof: pl.DataFrame, train: pl.DataFrame, feature_probs: np.n
             "log_loss_averaged": log_loss(labels, probs),
         }
     return scores
+
+
+def rule_effects(
+    probs: np.ndarray, labels: np.ndarray, folds: np.ndarray, kinds: np.ndarray, rule_rows: pl.DataFrame
+) -> dict:
+    """Per rule: the training rows it counts, the out-of-fold rows it touches and their log loss
+    with the model's probabilities and with the rule's (cross-fitted), and the distribution it
+    applies to test rows."""
+    ruled = cross_fitted_rules(probs, kinds, folds, rule_rows)
+    distributions = rule_distributions(rule_rows["rule"].to_numpy(), rule_rows["label"].to_numpy())
+    counts = rule_counts(rule_rows["rule"].to_numpy(), rule_rows["label"].to_numpy())
+    effects = {}
+    for rule in RULES:
+        touched = np.asarray(kinds, dtype=object) == rule
+        effects[rule] = {
+            "training_rows": int((rule_rows["rule"] == rule).sum()),
+            "training_label_counts": counts[rule],
+            "distribution": [round(p, 4) for p in distributions[rule]],
+            "oof_rows": int(touched.sum()),
+            "oof_log_loss_model": log_loss(labels[touched], probs[touched]) if touched.any() else None,
+            "oof_log_loss_rule": log_loss(labels[touched], ruled[touched]) if touched.any() else None,
+        }
+    return effects

@@ -35,3 +35,10 @@ def prior_log_loss(train_labels: Sequence[int], eval_labels: Sequence[int]) -> f
     """Log loss of always predicting the label frequencies of `train_labels`."""
     prior = class_prior(train_labels)
     return log_loss(eval_labels, np.tile(prior, (len(eval_labels), 1)))
+
+
+def paired_difference(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
+    """Mean of per-row differences (first - second, e.g. per-row log losses of two methods on the
+    same rows) and its standard error."""
+    difference = np.asarray(first, dtype=np.float64) - np.asarray(second, dtype=np.float64)
+    return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))

@@ -206,11 +206,26 @@ def scores_table(metrics: dict, path: str | Path) -> None:
     parts += ["<h4>Against the references</h4>", _table(["", "log loss"], reference)]
     applied = metrics.get("postprocessing")
     if applied:
-        parts.append(
-            f"<p>Applied to the submission: features blend weight "
-            f"{_cell(applied.get('features_blend_weight')) or 'off'}, temperature "
-            f"{_cell(applied.get('temperature')) or 'off'}.</p>"
+        rules = applied.get("rules")
+        ruled = (
+            "; ".join(f"{name} ({', '.join(f'{x:.3f}' for x in p)})" for name, p in rules.items()) if rules else "off"
         )
+        chosen = f"{html.escape(applied['chosen'])}: " if applied.get("chosen") else ""
+        why = f" Why: {html.escape(applied['why'])}." if applied.get("why") else ""
+        parts.append(
+            f"<p>Applied to the submission: {chosen}features blend weight "
+            f"{_cell(applied.get('features_blend_weight')) or 'off'}, temperature "
+            f"{_cell(applied.get('temperature')) or 'off'}, rules for rows the model cannot judge "
+            f"{html.escape(ruled)}.{why}</p>"
+        )
+    effects = metrics.get("rules")
+    if effects:
+        rows = [
+            [name, e["training_rows"], e["oof_rows"], e["oof_log_loss_model"], e["oof_log_loss_rule"]]
+            for name, e in effects.items()
+        ]
+        header = ["rule", "training rows counted", "out-of-fold rows", "their log loss: model", "rule (cross-fitted)"]
+        parts += ["<h4>Rows the model cannot judge</h4>", _table(header, rows)]
     write_text_atomic(path, _page("Out-of-fold scores", *parts))
 
 

@@ -10,6 +10,7 @@ import polars as pl
 
 from arenapref import LABEL_COLUMNS
 from arenapref.data.parsing import SUBMISSION_COLUMNS, parse_ids, read_csv_strict
+from arenapref.data.row_kinds import rule_kinds
 from arenapref.errors import SubmissionError
 from arenapref.evaluate.ensemble import Postprocessing
 from arenapref.io import atomic_path
@@ -62,9 +63,14 @@ def validate_submission(submission: pl.DataFrame, expected_ids: Sequence[int], t
 
 
 def postprocess(
-    averaged: pl.DataFrame, postprocessing: Postprocessing, features_path: str | Path | None
+    averaged: pl.DataFrame,
+    postprocessing: Postprocessing,
+    features_path: str | Path | None,
+    test_data: str | Path | None = None,
 ) -> pl.DataFrame:
-    """Apply the OOF-fitted blend and temperature to fold-averaged test probabilities."""
+    """Apply the OOF-fitted blend and temperature to fold-averaged test probabilities, and the rules
+    for rows the model cannot judge (which need the test rows' texts: `test_data`, the preprocessed
+    test parquet)."""
     feature_probs = None
     if postprocessing.features_blend_weight is not None:
         if features_path is None:
@@ -75,7 +81,18 @@ def postprocess(
         if not features["id"].equals(averaged["id"]):
             raise SubmissionError(f"{features_path}: predicts a different set of test ids than the folds")
         feature_probs = features.select(LABEL_COLUMNS).to_numpy()
-    probs = postprocessing.apply(averaged.select(LABEL_COLUMNS).to_numpy(), feature_probs)
+    kinds = None
+    if postprocessing.rules is not None:
+        if test_data is None:
+            raise SubmissionError(
+                "the post-processing applies the rules for rows the model cannot judge, "
+                "but the test rows were not given"
+            )
+        test = pl.read_parquet(test_data).sort("id")
+        if not test["id"].equals(averaged["id"]):
+            raise SubmissionError(f"{test_data}: holds a different set of test ids than the folds predicted")
+        kinds = rule_kinds(test).to_numpy()
+    probs = postprocessing.apply(averaged.select(LABEL_COLUMNS).to_numpy(), feature_probs, kinds)
     return averaged.with_columns(**{c: probs[:, k] for k, c in enumerate(LABEL_COLUMNS)})
 
 
@@ -84,11 +101,12 @@ def build_submission(
     sample_submission: str | Path,
     postprocessing: Postprocessing | None = None,
     features_path: str | Path | None = None,
+    test_data: str | Path | None = None,
 ) -> pl.DataFrame:
     expected = sample_submission_ids(sample_submission)
     averaged = average_folds(test_paths)
     if postprocessing is not None:
-        averaged = postprocess(averaged, postprocessing, features_path)
+        averaged = postprocess(averaged, postprocessing, features_path, test_data)
     unexpected = sorted(set(averaged["id"].to_list()) - set(expected))
     if unexpected:
         # Kaggle scores exactly sample_submission's ids: a test row outside it means mismatched files.

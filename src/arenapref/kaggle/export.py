@@ -52,13 +52,16 @@ def export_for_kaggle(
     wheels_python: str | None = None,
     wheel_index_args: list[str] | None = None,
     time_budget_hours: float = 8.0,
+    soup: bool = False,
 ) -> Path:
     """Write the export folder atomically (staged beside `out_dir`, renamed into place).
 
     `postprocessing` and `features_model` (needed when it blends) make the export's predictions
     the same as submission.csv's. With `wheels_python` ("3.11": the Kaggle image's Python) the
     folder carries the pinned wheels predict.py needs besides torch, installed offline in the
-    notebook. The manifest records the plan --time-budget would make for the hidden test set."""
+    notebook. The manifest records the plan --time-budget would make for the hidden test set. With
+    `soup` (ensemble.adapters: soup) predict.py predicts, unless told otherwise, with the soup of
+    the folds (the full fit left out), built from the exported adapters when it loads them."""
     from arenapref.kaggle.wheels import wheels_for_export
     from arenapref.model.plan import ModelShape, kaggle_plan
 
@@ -81,11 +84,15 @@ def export_for_kaggle(
         if wheels_python:
             wheels = wheels_for_export(staging / "wheels", run.model.head, wheels_python, wheel_index_args)
         shape = ModelShape.from_checkpoint(checkpoint, run)
+        soup_folds = [fold["name"] for fold in folds if fold["name"] != "full"]
+        if soup and not soup_folds:
+            raise CheckpointError("ensemble.adapters: soup, but no fold adapters (only the full fit) to make it of")
         manifest = {
             "settings": run.as_config(),
             "wheels": wheels,
-            "kaggle_plan": kaggle_plan(shape, run, len(folds), time_budget_hours),
+            "kaggle_plan": kaggle_plan(shape, run, len(folds), time_budget_hours, soup=soup),
             "folds": folds,
+            "soup": {"folds": soup_folds} if soup else None,
             "base_model": {"name": checkpoint.name, "trained_with": str(checkpoint)},
             "tokenizer_files": tokenizer_files,
             "oof": metrics.get("overall", {}),

@@ -6,6 +6,10 @@ worker process per other shard (`predict.py --shard i/n`), each pinned to its ow
 are dealt from rows sorted by length, so each holds about the same number of tokens. The merged
 result equals one process's up to floating-point batch effects (padding of other rows: below 1e-5
 in fp32).
+
+With the soup (`--soup`, or by default when the export was made with ensemble.adapters: soup) the
+chosen folds become one adapter, the mean of their weight changes (evaluate/soup.py), built from the
+exported fold adapters when the model loads, and predict at the cost of one fold.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class PredictOptions:
     swap_tta: bool | None = None
     workers: int | None = None  # None: one per visible GPU (one on a CPU)
     time_budget_hours: float | None = None  # fewer folds, then no swap TTA, until the estimate fits
+    soup: bool | None = None  # one adapter, the mean of the folds' weight changes; None: as exported
 
     def settings(self, exported: dict) -> dict:
         settings = json.loads(json.dumps(exported))
@@ -72,6 +77,16 @@ class PredictOptions:
                 f"--folds {','.join(self.folds)}: {', '.join(unknown)} not in the export (it has {', '.join(exported)})"
             )
         return list(dict.fromkeys(self.folds))
+
+    def soup_folds(self, manifest: dict) -> list[str] | None:
+        """The adapters the soup is made of, or None to predict fold by fold. By default as the
+        export says (ensemble.adapters: soup): its folds, without the full fit."""
+        exported = manifest.get("soup") or {}
+        if not (self.soup if self.soup is not None else bool(exported)):
+            return None
+        if self.folds is not None:
+            return self.chosen_folds(manifest)
+        return exported.get("folds") or [fold["name"] for fold in manifest["folds"] if fold["name"] != "full"]
 
 
 def parse_folds(text: str | None) -> tuple[str, ...] | None:
@@ -113,10 +128,14 @@ def shard_rows(table: pl.DataFrame, shards: int) -> list[np.ndarray]:
     return [np.sort(order[i::shards]) for i in range(shards)]
 
 
-class FoldPredictor:
-    """The base model with the chosen folds' adapters, loaded once; predicts any subset of them."""
+SOUP = "soup"
 
-    def __init__(self, export_dir: Path, run: RunConfig, folds: list[str], base_model: Path):
+
+class FoldPredictor:
+    """The base model with the chosen folds' adapters, loaded once; predicts any subset of them.
+    With `soup` (fold names) it holds one adapter, named "soup", made of those folds."""
+
+    def __init__(self, export_dir: Path, run: RunConfig, folds: list[str], base_model: Path, soup=None):
         from arenapref.evaluate.multifold import first_adapted_layer, load_fold_adapters
         from arenapref.model.modeling import inference_precision
         from arenapref.model.runtime import Runtime, check_inference_memory
@@ -124,11 +143,20 @@ class FoldPredictor:
         self.run = run
         self.rt = Runtime.create(run, base_model, tokenizer_dir=export_dir / "tokenizer")
         check_inference_memory(self.rt, run, base_model)
-        adapters = {name: export_dir / "adapters" / name for name in folds}
-        fold_model = load_fold_adapters(self.rt.base_model(run, base_model), adapters)
+        with tempfile.TemporaryDirectory(prefix="arenapref-soup-") as tmp:
+            if soup:
+                from arenapref.evaluate.soup import make_soup
+
+                # Built here rather than shipped: a second of reading the folds' adapters, where a shipped
+                # soup would add their size again to the upload and fix which folds go into it.
+                adapters = {SOUP: Path(tmp) / SOUP}
+                make_soup([export_dir / "adapters" / name for name in soup], adapters[SOUP], names=soup)
+            else:
+                adapters = {name: export_dir / "adapters" / name for name in folds}
+            fold_model = load_fold_adapters(self.rt.base_model(run, base_model), adapters)
+            layers = fold_model.config.num_hidden_layers
+            self.split = first_adapted_layer(adapters, layers)
         self.model = inference_precision(fold_model, self.rt.predict_dtype)  # as the pipeline predicts
-        layers = self.model.config.num_hidden_layers
-        self.split = first_adapted_layer(adapters, layers)
         self.shared_fraction = self.split / layers  # of a forward pass, computed once for every fold
 
     def encode(self, rows: pl.DataFrame) -> list[list[int]]:
@@ -232,7 +260,8 @@ def predict_export(
     export_dir = Path(export_dir)
     manifest = read_manifest(export_dir)
     run = RunConfig.from_config(options.settings(manifest["settings"]))
-    folds = options.chosen_folds(manifest)
+    soup = options.soup_folds(manifest)
+    folds = [SOUP] if soup else options.chosen_folds(manifest)
     base_model = check_checkpoint(base_model, export_dir / "tokenizer")  # the export ships its tokenizer
     test, _ = preprocess_test(test_csv)
     gpus = visible_gpu_count() if run.device != "cpu" else 0
@@ -240,11 +269,11 @@ def predict_export(
     shards = shard_rows(test, workers)
     if workers > 1 and gpus == 0:
         _share_cpu_threads(workers)
-    predictor = FoldPredictor(export_dir, run, folds, base_model)
+    predictor = FoldPredictor(export_dir, run, folds, base_model, soup=soup)
     first_rows = test[shards[0].tolist()]
     swap_tta = run.predict.swap_tta
     input_ids = predictor.encode(first_rows)
-    done: dict = {"rows": test.height, "workers": workers}
+    done: dict = {"rows": test.height, "workers": workers, "soup": soup}
     if options.time_budget_hours is not None:
         rate = predictor.seconds_per_pass_token(input_ids[: first_rows.height], folds)
         tokens = sum(len(x) for x in input_ids[: first_rows.height]) * workers  # shards hold equal tokens
@@ -266,11 +295,13 @@ def predict_export(
     log.info(
         "predicting %d rows with %s on %d worker(s)%s",
         test.height,
-        ", ".join(folds),
+        f"the soup of {', '.join(soup)}" if soup else ", ".join(folds),
         workers,
         ", swap TTA" if swap_tta else "",
     )
-    chosen = dataclasses.replace(options, folds=tuple(folds), swap_tta=swap_tta, time_budget_hours=None)
+    chosen = dataclasses.replace(
+        options, folds=tuple(soup or folds), soup=bool(soup), swap_tta=swap_tta, time_budget_hours=None
+    )
     device = predictor.rt.device
     taken = (device.index or 0) if device.type == "cuda" else None  # the GPU this process holds
     with tempfile.TemporaryDirectory(prefix="arenapref-shards-") as tmp:
@@ -362,6 +393,8 @@ def _option_args(options: PredictOptions) -> list[str]:
             args += [flag, str(value)]
     if options.swap_tta is not None:
         args.append("--swap-tta" if options.swap_tta else "--no-swap-tta")
+    if options.soup is not None:
+        args.append("--soup" if options.soup else "--no-soup")
     return args
 
 
@@ -381,10 +414,11 @@ def predict_shard(
     export_dir = Path(export_dir)
     manifest = read_manifest(export_dir)
     run = RunConfig.from_config(options.settings(manifest["settings"]))
-    folds = options.chosen_folds(manifest)
+    soup = options.soup_folds(manifest)
+    folds = [SOUP] if soup else options.chosen_folds(manifest)
     test, _ = preprocess_test(test_csv)
     rows = test[shard_rows(test, shards)[shard].tolist()]
-    predictor = FoldPredictor(export_dir, run, folds, check_checkpoint(base_model, export_dir / "tokenizer"))
+    predictor = FoldPredictor(export_dir, run, folds, check_checkpoint(base_model, export_dir / "tokenizer"), soup)
     probs = predictor.predict(predictor.encode(rows), folds, rows.height, run.predict.swap_tta)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as handle:
@@ -399,6 +433,7 @@ def write_predictions(
     options: PredictOptions = PredictOptions(),
 ) -> pl.DataFrame:
     """predict_export, then the exported post-processing, validated, written atomically."""
+    from arenapref.data.row_kinds import rule_kinds
     from arenapref.evaluate.ensemble import Postprocessing
     from arenapref.evaluate.features import predict_features_model
     from arenapref.evaluate.submission import validate_submission, write_submission
@@ -407,7 +442,8 @@ def write_predictions(
     ids, mean, done = predict_export(export_dir, test_csv, base_model, options)
     postprocessing = Postprocessing(**manifest.get("postprocessing", {}))
     features = manifest.get("features_model")
-    mean = postprocessing.apply(mean, predict_features_model(features, done["test"]) if features else None)
+    kinds = rule_kinds(done["test"]).to_numpy()  # the rows the exported rules judge, in the order of `ids`
+    mean = postprocessing.apply(mean, predict_features_model(features, done["test"]) if features else None, kinds)
     submission = pl.DataFrame({"id": ids, **{c: mean[:, k] for k, c in enumerate(LABEL_COLUMNS)}})
     validate_submission(submission, ids)
     write_submission(submission, out_csv)

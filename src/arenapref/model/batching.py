@@ -48,6 +48,22 @@ def length_grouped_chunks(
     return chunks
 
 
+def paired_chunks(
+    lengths: Sequence[int], batch_size: int, chunk_size: int, epochs: int, seed: int
+) -> list[list[np.ndarray]]:
+    """Full swap (train.swap_augmentation: pair): `lengths` holds n rows followed by their n swapped
+    copies (row i's copy is row n + i). The n rows are ordered as length_grouped_chunks orders them
+    in batches of batch_size / 2, and each batch takes the copies of its rows, so that a row and its
+    swap share a batch, hence an optimizer step. batch_size must be even."""
+    if batch_size % 2:
+        raise ValueError(f"swapped pairs need an even batch size, not {batch_size}")
+    n = len(lengths) // 2
+    if 2 * n != len(lengths):
+        raise ValueError(f"{len(lengths)} rows cannot be {n} rows and their swapped copies")
+    chunks = length_grouped_chunks(lengths[:n], batch_size // 2, max(1, chunk_size // 2), epochs, seed)
+    return [[np.concatenate([batch, batch + n]) for batch in chunk] for chunk in chunks]
+
+
 def rows_per_batch(width: int, tokens_per_batch: int, max_rows: int) -> int:
     """Rows of `width` tokens that fit a batch of tokens_per_batch padded tokens (at least one)."""
     return max(1, min(max_rows, tokens_per_batch // max(width, 1)))

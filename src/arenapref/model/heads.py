@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from arenapref.errors import CheckpointError
+from arenapref.errors import CheckpointError, ConfigError
 from arenapref.model.batching import pad_batch
 
 IGNORE_INDEX = -100  # label of tokens outside the completion (the Hugging Face / trl convention)
@@ -48,26 +48,67 @@ def smoothed_nll(true_log_probs: torch.Tensor, class_log_probs: torch.Tensor, sm
     return -((1 - smoothing) * true_log_probs + smoothing * class_log_probs.mean(dim=1)).mean()
 
 
+def distilled_nll(
+    class_log_probs: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, weight: float, smoothing: float
+) -> torch.Tensor:
+    """The mean over rows of (1 - w) x cross entropy on the hard label (smoothed as smoothed_nll)
+    plus w x KL(teacher || model) over the three classes. A row without a hard label (label < 0)
+    trains on the KL term alone, a row without a teacher (NaN probabilities) on the cross entropy
+    alone. `class_log_probs` holds the model's three log-probabilities per row."""
+    has_hard = labels >= 0
+    has_teacher = ~torch.isnan(teacher).any(dim=1)
+    true = class_log_probs.gather(1, labels.clamp(min=0)[:, None]).squeeze(1)
+    cross_entropy = -((1 - smoothing) * true + smoothing * class_log_probs.mean(dim=1))
+    probs = torch.nan_to_num(teacher.to(class_log_probs.dtype))
+    kl = (torch.xlogy(probs, probs) - probs * class_log_probs).sum(dim=1)  # 0 log 0 = 0
+    w = torch.where(has_teacher, torch.where(has_hard, weight, 1.0), 0.0).to(class_log_probs.dtype)
+    return ((1 - w) * torch.where(has_hard, cross_entropy, 0.0) + w * kl).mean()
+
+
+def class_loss(
+    class_log_probs: torch.Tensor, batch: dict[str, torch.Tensor], smoothing: float, distill_weight: float = 0.0
+) -> torch.Tensor:
+    """The training loss from the three classes' log-probabilities: the smoothed cross entropy, or
+    with a teacher's probabilities in the batch ("soft_labels") distilled_nll."""
+    labels = batch["labels"].to(class_log_probs.device)
+    if "soft_labels" not in batch:
+        true = class_log_probs.gather(1, labels[:, None]).squeeze(1)
+        return smoothed_nll(true, class_log_probs, smoothing)
+    teacher = batch["soft_labels"].to(class_log_probs.device)
+    return distilled_nll(class_log_probs, labels, teacher, distill_weight, smoothing)
+
+
 class ClassifierHead:
     name = "classifier"
     instruction = ""
     question = ""
     completion_tokens = 0
 
-    def collate(self, rows: Sequence[Sequence[int]], labels: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+    def collate(
+        self,
+        rows: Sequence[Sequence[int]],
+        labels: Sequence[int],
+        pad_id: int,
+        soft_labels: Sequence[Sequence[float]] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """A padded batch; `soft_labels` (a teacher's three probabilities a row, NaN where a row has
+        none) is added only when given, so that hard labels alone keep today's loss."""
         input_ids, attention_mask = pad_batch(rows, pad_id)
-        return {
+        batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": torch.as_tensor(list(labels), dtype=torch.long),
         }
+        if soft_labels is not None:
+            batch["soft_labels"] = torch.as_tensor([list(p) for p in soft_labels], dtype=torch.float32)
+        return batch
 
-    def loss(self, model, batch: dict[str, torch.Tensor], smoothing: float) -> torch.Tensor:
+    def loss(
+        self, model, batch: dict[str, torch.Tensor], smoothing: float, distill_weight: float = 0.0
+    ) -> torch.Tensor:
         mask = decoder_mask(batch["attention_mask"])
         logits = model(input_ids=batch["input_ids"], attention_mask=mask, use_cache=False).logits
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
-        true = log_probs.gather(1, batch["labels"].to(logits.device)[:, None]).squeeze(1)
-        return smoothed_nll(true, log_probs, smoothing)
+        return class_loss(torch.log_softmax(logits.float(), dim=-1), batch, smoothing, distill_weight)
 
     def class_logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return model(input_ids=input_ids, attention_mask=decoder_mask(attention_mask), use_cache=False).logits
@@ -97,7 +138,17 @@ class SftHead:
         self.label_ids = label_token_ids(tokenizer)
         self.collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
 
-    def collate(self, rows: Sequence[Sequence[int]], labels: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+    def collate(
+        self,
+        rows: Sequence[Sequence[int]],
+        labels: Sequence[int],
+        pad_id: int,
+        soft_labels: Sequence[Sequence[float]] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        if soft_labels is not None:
+            raise ConfigError(
+                "a teacher's probabilities (data.soft_labels) train the classifier head; set model.head: classifier"
+            )
         examples = []
         for prompt, label in zip(rows, labels, strict=True):
             completion = [self.label_ids[label]]
@@ -115,7 +166,9 @@ class SftHead:
     def _lm_head(self, model) -> torch.nn.Module:
         return unwrapped(model).lm_head
 
-    def loss(self, model, batch: dict[str, torch.Tensor], smoothing: float) -> torch.Tensor:
+    def loss(
+        self, model, batch: dict[str, torch.Tensor], smoothing: float, distill_weight: float = 0.0
+    ) -> torch.Tensor:
         hidden = self._hidden(model, batch["input_ids"], batch["attention_mask"])
         # Position t predicts token t + 1: keep the positions whose next token is in the completion.
         targets = batch["labels"][:, 1:].to(hidden.device)

@@ -93,6 +93,7 @@ class FoldTrainer(Trainer):
         dtype: torch.dtype,
         smoothing: float,
         steps_before: int,
+        distill_weight: float = 0.0,
         **kwargs,
     ):
         self.examples = examples
@@ -100,6 +101,7 @@ class FoldTrainer(Trainer):
         self.batches = batches
         self.dtype = dtype
         self.smoothing = smoothing
+        self.distill_weight = distill_weight
         self.steps_before = steps_before
         self.tokens_seen = self.tokens_computed = 0
         super().__init__(**kwargs)
@@ -136,7 +138,12 @@ class FoldTrainer(Trainer):
         if not rows:
             return {"rows": 0}  # a filler batch
         ex = self.examples
-        batch = self.head.collate([ex.input_ids[i] for i in rows], [ex.labels[i] for i in rows], ex.pad_id)
+        labels = [ex.labels[i] for i in rows]
+        if ex.soft_labels is None:
+            batch = self.head.collate([ex.input_ids[i] for i in rows], labels, ex.pad_id)
+        else:
+            soft = [ex.soft_labels[i] for i in rows]
+            batch = self.head.collate([ex.input_ids[i] for i in rows], labels, ex.pad_id, soft_labels=soft)
         mask = batch["attention_mask"]
         return {**batch, "rows": len(rows), "tokens": int(mask.sum()), "padded": mask.numel()}
 
@@ -162,7 +169,7 @@ class FoldTrainer(Trainer):
 
     def compute_loss(self, model, inputs: dict, return_outputs=False, num_items_in_batch: int | None = None):
         rows = inputs.pop("rows")
-        loss = self.head.loss(model, inputs, self.smoothing)
+        loss = self.head.loss(model, inputs, self.smoothing, self.distill_weight)
         return loss * rows / num_items_in_batch  # a short batch counts for what it holds
 
     def autocast_smart_context_manager(self, cache_enabled: bool | None = True):

@@ -13,10 +13,14 @@ import torch
 
 from arenapref.config import RunConfig
 from arenapref.data.augment import swap_responses
-from arenapref.errors import DeviceError
+from arenapref.data.extra import extra_training_rows
+from arenapref.data.parsing import NO_LABEL
+from arenapref.data.soft_labels import TEACHER_COLUMNS
+from arenapref.errors import ConfigError, DeviceError
 from arenapref.io import atomic_dir, dir_sha256, stable_hash, write_json_atomic
 from arenapref.model.modeling import (
     attach_new_adapter,
+    checkpointing_choice,
     enable_gradient_checkpointing,
     lora_layer_indices,
 )
@@ -28,8 +32,10 @@ log = logging.getLogger(__name__)
 
 
 def plan_training_memory(rt: Runtime, run: RunConfig, checkpoint: Path, longest: int) -> dict:
-    """The memory plan of this fold's training (at its longest batch); on a GPU, stops before
-    any weight is loaded when the plan does not fit the free memory, naming settings that would."""
+    """The memory plan of this fold's training (at its longest batch), before any weight is loaded.
+    It first settles gradient checkpointing where `auto` left it open (rt.gradient_checkpointing
+    None): off where the step fits the free memory without it. On a GPU it stops when the plan does
+    not fit the free memory, naming settings that would."""
     from arenapref.model.plan import (
         GIB,
         Arithmetic,
@@ -42,6 +48,17 @@ def plan_training_memory(rt: Runtime, run: RunConfig, checkpoint: Path, longest:
 
     shape = ModelShape.from_checkpoint(checkpoint, run)
     arith = Arithmetic(rt.device.type, rt.dtype.itemsize, rt.quantization)
+    free = total = None
+    if rt.device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(rt.device)
+    if rt.gradient_checkpointing is None:
+        without = training_memory(shape, run, arith, False, run.train.batch_size, longest)["peak"]
+        rt.gradient_checkpointing, reason = checkpointing_choice(
+            run.train.gradient_checkpointing, rt.device.type, without, free
+        )
+    else:
+        reason = f"train.gradient_checkpointing {str(run.train.gradient_checkpointing).lower()} on {rt.device.type}"
+    log.info("gradient checkpointing %s: %s", "on" if rt.gradient_checkpointing else "off", reason)
     planned = training_memory(shape, run, arith, rt.gradient_checkpointing, run.train.batch_size, longest)
     log.info(
         "memory plan: %.2f GiB at the peak of a training step (%s)",
@@ -49,7 +66,6 @@ def plan_training_memory(rt: Runtime, run: RunConfig, checkpoint: Path, longest:
         ", ".join(f"{name} {value / GIB:.2f}" for name, value in planned.items() if name != "peak"),
     )
     if rt.device.type == "cuda":
-        free, total = torch.cuda.mem_get_info(rt.device)
         # The CUDA context already holds its share of `total - free`: compare with what is free.
         if not fits(planned["peak"], free + CUDA_CONTEXT_BYTES):
             change = settings_that_fit(shape, run, arith, free + CUDA_CONTEXT_BYTES, rt.gradient_checkpointing)
@@ -62,14 +78,37 @@ def plan_training_memory(rt: Runtime, run: RunConfig, checkpoint: Path, longest:
     return {name: round(value / GIB, 3) for name, value in planned.items()}
 
 
-def training_rows(table: pl.DataFrame, fold: int | None, swap_augmentation: bool) -> pl.DataFrame:
+def training_rows(
+    table: pl.DataFrame, fold: int | None, swap_augmentation: bool | str, extra: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """The rows that train `fold`'s adapter: every row outside the fold (every row for the full
-    fit, fold None), and with swap augmentation also their swapped copies. A copy is made only from
-    a training row, so it never carries a validation row's conversation into training."""
+    fit, fold None), then the extra rows (data.extra_train) that may train it, and with swap
+    augmentation their swapped copies after them, in the same order (row i's copy is row n + i). A
+    copy is made only from a training row, so it never carries a validation row's conversation
+    into training."""
     rows = table if fold is None else table.filter(pl.col("fold") != fold)
     if rows.height == 0:
         raise ValueError(f"fold {fold}: no training rows (folds present: {sorted(table['fold'].unique())})")
+    if extra is not None and extra.height:
+        more = extra_training_rows(extra, fold)
+        columns = [c for c in rows.columns if c in more.columns]
+        rows = pl.concat([rows.select(columns), more.select(columns)], how="vertical_relaxed")
     return pl.concat([rows, swap_responses(rows)]) if swap_augmentation else rows
+
+
+def teacher_probabilities(rows: pl.DataFrame, run: RunConfig) -> list[list[float]] | None:
+    """The teacher's three probabilities a row (NaN where none) when the loss uses them: with
+    train.distill_weight above 0, or for rows without a winner; None keeps the winners-only loss."""
+    if not set(TEACHER_COLUMNS) <= set(rows.columns):
+        return None
+    unlabelled = bool((rows["label"] == NO_LABEL).any())
+    if run.train.distill_weight == 0 and not unlabelled:
+        return None
+    if run.model.head != "classifier":
+        raise ConfigError(
+            "a teacher's probabilities (data.soft_labels) train the classifier head; set model.head: classifier"
+        )
+    return rows.select(pl.col(c).fill_null(float("nan")) for c in TEACHER_COLUMNS).to_numpy().tolist()
 
 
 def train_fold(
@@ -80,24 +119,34 @@ def train_fold(
     adapter_dir: Path,
     log_path: Path,
     resume_dir: Path,
+    extra_path: Path | None = None,
 ) -> dict:
-    """Train a fresh adapter on every row outside `fold`; write the adapter and a training log.
+    """Train a fresh adapter on every row outside `fold` (and the extra rows that may train it);
+    write the adapter and a training log.
 
     fold None is the full fit: every row, for as many optimizer steps as a fold takes (fold 0's),
     so it costs a fold's time and follows a fold's learning-rate schedule."""
     require_report_backend(run.train.report_to)  # before anything loads
+    if run.train.swap_augmentation == "pair" and run.train.batch_size % 2:
+        raise ConfigError(
+            f"train.swap_augmentation: pair puts a row and its swap in one batch: train.batch_size must be even, "
+            f"not {run.train.batch_size}"
+        )
     table = pl.read_parquet(data_path)
-    train_rows = training_rows(table, fold, run.train.swap_augmentation)
+    extra = pl.read_parquet(extra_path) if extra_path is not None else None
+    train_rows = training_rows(table, fold, run.train.swap_augmentation, extra)
     source_rows = table.height if fold is None else table.filter(pl.col("fold") != fold).height
+    extra_rows = 0 if extra is None else extra_training_rows(extra, fold).height
     max_steps = None
     if fold is None:
-        max_steps = fold_steps(training_rows(table, 0, run.train.swap_augmentation).height, run.train)
+        max_steps = fold_steps(training_rows(table, 0, run.train.swap_augmentation, extra).height, run.train)
+    soft_labels = teacher_probabilities(train_rows, run)
     rt = Runtime.create(run, checkpoint)
     input_ids = rt.encode(train_rows)
     labels = train_rows["label"].to_list()
     identity = {
         "config": run.training_hash(),
-        "data": stable_hash([train_rows["id"].to_list(), labels]),
+        "data": stable_hash([train_rows["id"].to_list(), labels] + ([soft_labels] if soft_labels else [])),
         "checkpoint": str(Path(checkpoint).resolve()),
     }
     memory_plan = plan_training_memory(rt, run, checkpoint, max(len(x) for x in input_ids))
@@ -107,7 +156,7 @@ def train_fold(
         enable_gradient_checkpointing(model, lora_layer_indices(model.config.num_hidden_layers, run.model.lora.layers))
     result = train_adapter(
         model,
-        Examples(input_ids, labels, rt.tokenizer.pad_token_id),
+        Examples(input_ids, labels, rt.tokenizer.pad_token_id, soft_labels),
         run.train,
         rt.device,
         rt.dtype,
@@ -125,6 +174,9 @@ def train_fold(
         "fold": "full" if fold is None else fold,
         "rows": train_rows.height,
         "source_rows": source_rows,
+        "extra_rows": extra_rows,
+        "rows_with_teacher": 0 if soft_labels is None else int(sum(p[0] == p[0] for p in soft_labels)),  # not NaN
+        "distill_weight": run.train.distill_weight,
         "swap_augmentation": run.train.swap_augmentation,
         "tokens_per_row": {"mean": float(lengths.mean()), "max": int(lengths.max())},
         "max_length": run.model.max_length,

@@ -33,7 +33,7 @@ import torch
 
 from arenapref.config import TrainSettings
 from arenapref.errors import CheckpointError, ConfigError
-from arenapref.model.batching import length_grouped_chunks
+from arenapref.model.batching import length_grouped_chunks, paired_chunks
 from arenapref.train.checkpointing import (
     CorruptCheckpoint,
     ResumePoint,
@@ -70,7 +70,35 @@ def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
             params[name].copy_(value.to(params[name].device, params[name].dtype))
 
 
-def make_optimizer(params, settings: TrainSettings, device: torch.device):
+def is_head_parameter(name: str) -> bool:
+    """The classification layer: peft trains and saves it as a modules_to_save copy of `score`."""
+    return ".score." in f".{name}."
+
+
+def parameter_groups(named_parameters, settings: TrainSettings) -> list:
+    """What the optimizer updates: one group at train.learning_rate, or with train.head_learning_rate
+    the classification layer in a second group at that rate (after the body's, so the rate the
+    Trainer logs, its first group's, stays the adapter's)."""
+    named = list(named_parameters)
+    if settings.head_learning_rate is None:
+        return [p for _, p in named]
+    head = [p for name, p in named if is_head_parameter(name)]
+    if not head:
+        log.warning(
+            "train.head_learning_rate %g is ignored: this model has no separate classification layer (the sft "
+            "head scores with the language model's own output layer, which stays frozen)",
+            settings.head_learning_rate,
+        )
+        return [p for _, p in named]
+    body = [p for name, p in named if not is_head_parameter(name)]
+    groups = [{"params": body}] if body else []
+    return groups + [{"params": head, "lr": settings.head_learning_rate}]
+
+
+def make_optimizer(named_parameters, settings: TrainSettings, device: torch.device):
+    """The optimizer over the trainable (name, parameter) pairs; a group's own rate wins over
+    train.learning_rate, and the schedule scales every group by the same factor."""
+    params = parameter_groups(named_parameters, settings)
     name = settings.optimizer
     if name == "auto":
         name = "adamw_8bit" if device.type == "cuda" else "adamw"
@@ -110,19 +138,29 @@ def cap_steps(chunks: list[list[np.ndarray]], settings: TrainSettings, max_steps
     return capped
 
 
+def training_chunks(lengths: Sequence[int], settings: TrainSettings) -> list[list[np.ndarray]]:
+    """The fold's batches in training order, cut into resumable chunks; with swap augmentation
+    `pair` each batch holds rows and their swapped copies (the rows' second half, training_rows)."""
+    chunking = paired_chunks if settings.swap_augmentation == "pair" else length_grouped_chunks
+    return chunking(lengths, settings.batch_size, settings.chunk_size, settings.epochs, settings.seed)
+
+
 def fold_steps(rows: int, settings: TrainSettings) -> int:
     """Optimizer steps a fold trains for on `rows` rows (they depend on the count alone)."""
-    chunks = length_grouped_chunks([0] * rows, settings.batch_size, settings.chunk_size, settings.epochs, settings.seed)
+    chunks = training_chunks([0] * rows, settings)
     return sum(plan_steps(chunks, settings))
 
 
 @dataclass(frozen=True)
 class Examples:
-    """What a fold trains on: token ids and labels of each row, and the padding id."""
+    """What a fold trains on: token ids and labels of each row, and the padding id; `soft_labels`
+    a teacher's three probabilities a row (NaN where it has none; NO_LABEL rows have only those),
+    None when the fold trains on winners alone."""
 
     input_ids: Sequence[Sequence[int]]
     labels: Sequence[int]
     pad_id: int
+    soft_labels: Sequence[Sequence[float]] | None = None
 
 
 @dataclass
@@ -228,15 +266,13 @@ def train_adapter(
 
         head = ClassifierHead()
     started = time.perf_counter()
-    chunks = length_grouped_chunks(
-        [len(x) for x in examples.input_ids], settings.batch_size, settings.chunk_size, settings.epochs, settings.seed
-    )
+    chunks = training_chunks([len(x) for x in examples.input_ids], settings)
     if max_steps is not None:
         chunks = cap_steps(chunks, settings, max_steps)
     chunk_ends = list(itertools.accumulate(plan_steps(chunks, settings)))
     total_steps = chunk_ends[-1] if chunk_ends else 0
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for p in trainable:
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    for _, p in trainable:
         # Adapter and head train in fp32 even when the frozen base computes in bf16/fp16.
         p.data = p.data.float()
     optimizer = make_optimizer(trainable, settings, device)
@@ -270,6 +306,7 @@ def train_adapter(
             batches=grouped_batches(chunks[progress.chunks_done :], settings.grad_accum),
             dtype=dtype,
             smoothing=settings.label_smoothing,
+            distill_weight=settings.distill_weight,
             steps_before=progress.steps_done,
         )
         if point is not None and trainer.scaler is not None:
