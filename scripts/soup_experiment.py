@@ -54,6 +54,7 @@ def main() -> int:
     parser.add_argument("--holdout", type=int, default=300, help="rows held back as the test set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cores", default="all")
+    parser.add_argument("--overrides", default="{}", help="JSON config over the two config files")
     args = parser.parse_args()
 
     import polars as pl
@@ -92,6 +93,7 @@ def main() -> int:
             "model": {"checkpoint": str(checkpoint)},
             "ensemble": {"adapters": "soup"},
         },
+        json.loads(args.overrides),
     )
     config = validate_config(config)
     folds = [f"fold{k}" for k in range(config["folds"]["n"])]
