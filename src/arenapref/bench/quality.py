@@ -21,11 +21,10 @@ from arenapref.bench.suite import (
     bench_training,
     classifier_run,
     machine,
-    standard_error,
 )
 from arenapref.config import RunConfig
 from arenapref.data.preprocess import preprocess_train
-from arenapref.evaluate.metrics import log_loss, row_log_losses
+from arenapref.evaluate.metrics import log_loss, row_log_losses, standard_error
 from arenapref.evaluate.predict import predict_probabilities
 from arenapref.model.runtime import Runtime
 from arenapref.train.training import Examples, train_adapter

@@ -20,7 +20,7 @@ from arenapref.bench.hardware import dense_layer_rate, dense_layer_shapes, measu
 from arenapref.bench.inference import bench_inference, fresh_model, model_shape, original_dtype, rate
 from arenapref.config import RunConfig
 from arenapref.data.preprocess import preprocess_train
-from arenapref.evaluate.metrics import accuracy, prior_log_loss, row_log_losses
+from arenapref.evaluate.metrics import accuracy, prior_log_loss, row_log_losses, standard_error
 from arenapref.evaluate.predict import predict_probabilities
 from arenapref.model.modeling import dtype_name, lora_layer_indices
 from arenapref.model.runtime import Runtime, package_versions
@@ -208,11 +208,6 @@ def bench_training(
             result["ours_same_precision"]["real_tokens_per_s"], base["real_tokens_per_s"]
         )
     return result
-
-
-def standard_error(values: np.ndarray) -> float:
-    """Standard error of the mean (of paired per-row differences, or of per-seed results)."""
-    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def bench_preprocessing(source_csv: Path, rows: int, repeats: int = 3) -> dict:

@@ -80,7 +80,7 @@ class DataReport:
         }
 
 
-def _has_text(turns: pl.Expr) -> pl.Expr:
+def has_text(turns: pl.Expr) -> pl.Expr:
     """True when some turn has non-blank text; null for a missing cell."""
     return turns.list.eval(pl.element().str.contains(r"\S")).list.any()
 
@@ -100,7 +100,7 @@ def _drop_reason(columns: tuple[str, ...]) -> pl.Expr:
     """The first reason a train row is dropped for, or null: missing cells first, then empty text."""
     reason = pl.lit(None, dtype=pl.String)
     checks = [(f"missing_{c}", pl.col(c).is_null()) for c in columns]
-    checks += [(f"empty_{c}", ~_has_text(pl.col(c)).fill_null(False)) for c in columns]
+    checks += [(f"empty_{c}", ~has_text(pl.col(c)).fill_null(False)) for c in columns]
     for name, condition in reversed(checks):
         reason = pl.when(condition).then(pl.lit(name)).otherwise(reason)
     return reason

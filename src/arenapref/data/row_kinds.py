@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from arenapref.data.preprocess import has_text
+
 IDENTICAL = "identical_responses"
 EMPTY_A = "empty_response_a"
 EMPTY_B = "empty_response_b"
@@ -13,7 +15,8 @@ RULES = (IDENTICAL, EMPTY_A, EMPTY_B)
 
 
 def _no_text(column: str) -> pl.Expr:
-    return ~pl.col(column).list.eval(pl.element().str.contains(r"\S")).list.any().fill_null(False)
+    """True for a missing cell or one without text in any turn (preprocess drops such train rows)."""
+    return ~has_text(pl.col(column)).fill_null(False)
 
 
 def rule_kinds(table: pl.DataFrame) -> pl.Series:

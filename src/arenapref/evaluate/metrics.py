@@ -37,8 +37,14 @@ def prior_log_loss(train_labels: Sequence[int], eval_labels: Sequence[int]) -> f
     return log_loss(eval_labels, np.tile(prior, (len(eval_labels), 1)))
 
 
+def standard_error(values: np.ndarray) -> float:
+    """Standard error of the mean (of paired per-row differences, or of per-seed results)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
 def paired_difference(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
     """Mean of per-row differences (first - second, e.g. per-row log losses of two methods on the
     same rows) and its standard error."""
     difference = np.asarray(first, dtype=np.float64) - np.asarray(second, dtype=np.float64)
-    return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    return float(difference.mean()), standard_error(difference)
