@@ -10,7 +10,7 @@ CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test lint format clean download submit export benchmark options-table report slurm-up slurm-down \
-	plan gpu-env gpu-check gpu-wheels bench-folds scale-data
+	plan gpu-env gpu-check gpu-benchmark gpu-wheels bench-folds scale-data
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,9 +92,15 @@ gpu-env: $(STAMP)
 gpu-check: $(STAMP)
 	$(BIN)/python scripts/gpu_check.py --shape $${SHAPE:-llama-3.1-8b} --out-dir results/gpu-check
 
+# Ours against the tuned Trainer and the original's on this machine's GPU: a Llama-3.1-8B-shaped model
+# (SHAPE=gemma-2-9b, ...) in nf4 and bf16 on the real rows' token lengths, training and inference
+# (results/gpu-benchmark/gpu_benchmark.{json,md}). Needs no polars or snakemake, like gpu-check.
+gpu-benchmark: $(STAMP)
+	$(BIN)/python scripts/gpu_benchmark.py --shape $${SHAPE:-llama-3.1-8b} --out-dir results/gpu-benchmark
+
 # Wheels for a bare CUDA machine with Python 3.12, torch, transformers and peft (what the GPU
 # check imports beyond those), into .whl/; install there with
-#   pip install --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site python3 scripts/gpu_check.py
+#   pip install --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=src:/tmp/site python3 scripts/gpu_check.py
 GPU_WHEELS := $(shell grep -E '^(bitsandbytes|jsonschema|jsonschema-specifications|referencing|rpds-py|attrs)==' requirements.txt)
 gpu-wheels: $(STAMP)
 	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

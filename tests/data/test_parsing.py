@@ -4,8 +4,9 @@ import polars as pl
 import pytest
 from conftest import write_csv
 
-from arenapref.data.parsing import TEXT_COLUMNS, TRAIN_COLUMNS, parse_text_columns, parse_turns, read_csv_strict
+from arenapref.data.parsing import TEXT_COLUMNS, TRAIN_COLUMNS, parse_text_columns, read_csv_strict
 from arenapref.data.preprocess import preprocess_test, preprocess_train
+from arenapref.data.turns import parse_turns
 from arenapref.errors import DataError
 
 

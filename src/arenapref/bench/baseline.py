@@ -121,12 +121,16 @@ def trainer_predict(
     """Probabilities (in the rows' order), seconds and token counts of Trainer.predict."""
     from transformers import Trainer
 
+    from arenapref.model.modeling import is_quantized
+
     order = np.arange(len(input_ids))
     if setup.sort_for_prediction:
         order = np.argsort([len(x) for x in input_ids], kind="stable")
     collator = CountingCollator(tokenizer)
     half_eval = {}
-    if setup.half_precision_eval and dtype in (torch.bfloat16, torch.float16):
+    # A 4- or 8-bit model cannot be cast (bitsandbytes refuses it): it already computes in `dtype`,
+    # and the Trainer's autocast (bf16/fp16 on CUDA) is what a user of one would run.
+    if setup.half_precision_eval and dtype in (torch.bfloat16, torch.float16) and not is_quantized(model):
         # The Trainer's full half-precision evaluation casts the model it is given: a copy, so the
         # caller's model stays as trained.
         model = copy.deepcopy(model)

@@ -344,13 +344,13 @@ def run_gpu_check(
         for dtype, checkpointing in cases:
             log.info("training: %s, gradient checkpointing %s", dtype_name(dtype), checkpointing)
             report["training"].append(
-                _guarded(
+                guarded(
                     device, training_case, checkpoint, shape, run, device, dtype, checkpointing, rows, length, steps
                 )
             )
         dtype = torch.bfloat16 if bf16_native else torch.float16
         log.info("determinism: two trainings from one seed, %s", dtype_name(dtype))
-        report["determinism"] = _guarded(
+        report["determinism"] = guarded(
             device, determinism_case, checkpoint, shape, run, device, dtype, rows, length, steps
         )
         # Inference in each weight format a user may pick (on CUDA; a CPU has no 4- or 8-bit kernels
@@ -366,7 +366,7 @@ def run_gpu_check(
             case_shape = ModelShape.from_dict(shape_dict, case_run)
             report["inference"].append(
                 {"quantization": quantization}
-                | _guarded(device, inference_case, checkpoint, case_shape, case_run, device, dtype, predict_batches)
+                | guarded(device, inference_case, checkpoint, case_shape, case_run, device, dtype, predict_batches)
             )
         if pipeline:
             log.info("the Snakemake pipeline with a tiny random Llama")
@@ -378,7 +378,7 @@ def run_gpu_check(
     return report
 
 
-def _guarded(device: torch.device, case, *args) -> dict:
+def guarded(device: torch.device, case, *args) -> dict:
     """`case(*args)`, or what failed (out of memory, a missing kernel or package), with `device`'s memory given back."""
     try:
         return case(*args)

@@ -4,8 +4,10 @@ benchmark run (suite.py), its quality studies (quality.py) and the CUDA step (gp
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,11 +18,18 @@ from arenapref.config import RunConfig
 from arenapref.evaluate.predict import predict_probabilities
 from arenapref.model.batching import padded_tokens, token_budget_batches
 from arenapref.model.modeling import attach_new_adapter, dtype_name, for_inference
-from arenapref.model.runtime import Runtime
+
+if TYPE_CHECKING:
+    from arenapref.model.runtime import Runtime
 
 
 def rate(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
+
+
+def classifier_run(run: RunConfig) -> RunConfig:
+    """The benchmark compares classifiers: the original method had no other head."""
+    return dataclasses.replace(run, model=dataclasses.replace(run.model, head="classifier"))
 
 
 def fresh_model(rt: Runtime, run: RunConfig, checkpoint: Path, seed: int | None = None):

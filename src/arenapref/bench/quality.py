@@ -14,14 +14,9 @@ import numpy as np
 import torch
 
 from arenapref.bench import baseline
-from arenapref.bench.inference import fresh_model, original_dtype
-from arenapref.bench.suite import (
-    BASELINE_BATCH,
-    Sizes,
-    bench_training,
-    classifier_run,
-    machine,
-)
+from arenapref.bench.inference import classifier_run, fresh_model, original_dtype
+from arenapref.bench.suite import machine
+from arenapref.bench.training import BASELINE_BATCH, Sizes, bench_training
 from arenapref.config import RunConfig
 from arenapref.data.preprocess import preprocess_train
 from arenapref.evaluate.metrics import log_loss, row_log_losses, standard_error
@@ -46,7 +41,11 @@ def training_seed_study(
     runs = []
     for seed in seeds:
         log.info("training comparison, seed %d", seed)
-        runs.append(bench_training(rt, run, checkpoint, table, input_ids, sizes, seed=seed))
+        runs.append(
+            bench_training(
+                rt, run, checkpoint, table["fold"].to_numpy(), table["label"].to_list(), input_ids, sizes, seed=seed
+            )
+        )
     differences = np.array([r["log_loss_difference"] for r in runs])
     return {
         "mode": "quick" if quick else "full",

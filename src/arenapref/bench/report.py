@@ -196,6 +196,28 @@ def _speed_rows(label: str, sides: dict, key: str, digits: int = 1, ratios: bool
     return _row(cells)
 
 
+SIDES_HEADER = (
+    _row(["measure", "ours", "tuned Trainer", "original", "ours / tuned", "ours / original"]),
+    _row(["---", "---:", "---:", "---:", "---:", "---:"]),
+)
+
+
+def _held_out_row(training: dict) -> str:
+    """Held-out log loss of the three trained sides, and ours minus each other side (paired)."""
+    seed = f", seed {training['seed']}" if "seed" in training else ""
+    return _row(
+        [
+            f"held-out log loss after training ({training['eval_rows']} rows{seed}; class prior "
+            f"{training['class_prior_log_loss']:.4f}); ratio columns: ours minus the other, paired standard error",
+            _num(training["ours"]["log_loss"], 4),
+            _num(training["tuned"]["log_loss"], 4),
+            _num(training["baseline"]["log_loss"], 4),
+            f"{training['log_loss_difference_over_tuned']:+.4f} ± {training['log_loss_difference_over_tuned_se']:.4f}",
+            f"{training['log_loss_difference']:+.4f} ± {training['log_loss_difference_se']:.4f}",
+        ]
+    )
+
+
 def _gpu_section(results: dict) -> list[str]:
     check = results.get("gpu_check")
     if check is None:
@@ -228,8 +250,7 @@ def render_markdown(results: dict) -> str:
         f"Trainer {tr['tuned']['batch_size']} x {tr['tuned']['grad_accum']} group_by_length {tr['tuned']['dtype']}; "
         f"original 4 x 4 shuffled {tr['baseline']['dtype']}.",
         "",
-        _row(["measure", "ours", "tuned Trainer", "original", "ours / tuned", "ours / original"]),
-        _row(["---", "---:", "---:", "---:", "---:", "---:"]),
+        *SIDES_HEADER,
         _speed_rows("inference rows/s", inf, "rows_per_s", 2),
         _speed_rows("inference real tokens/s", inf, "real_tokens_per_s"),
         _speed_rows("inference padding efficiency", inf, "padding_efficiency", 3, ratios=False),
@@ -285,17 +306,7 @@ def render_markdown(results: dict) -> str:
             )
         )
     lines += [
-        _row(
-            [
-                f"held-out log loss after training ({tr['eval_rows']} rows, seed {tr['seed']}; class prior "
-                f"{tr['class_prior_log_loss']:.4f}); ratio columns: ours minus the other, paired standard error",
-                _num(tr["ours"]["log_loss"], 4),
-                _num(tr["tuned"]["log_loss"], 4),
-                _num(tr["baseline"]["log_loss"], 4),
-                f"{tr['log_loss_difference_over_tuned']:+.4f} ± {tr['log_loss_difference_over_tuned_se']:.4f}",
-                f"{tr['log_loss_difference']:+.4f} ± {tr['log_loss_difference_se']:.4f}",
-            ]
-        ),
+        _held_out_row(tr),
         _row(
             [
                 f"preprocessing seconds ({pre['rows']:,} rows, {pre['csv_mb']:.0f} MB; original: pandas + "
@@ -318,30 +329,51 @@ def render_markdown(results: dict) -> str:
             ]
         ),
     ]
-    if "gpu_llama8b" in results:
-        lines += [
-            "",
-            _row(["Llama-3.1-8B shape, random weights", "ours tokens/s", "original tokens/s", "ratio", "fraction"]),
-            _row(["---", "---:", "---:", "---:", "---:"]),
-        ]
-        for mode, entry in results["gpu_llama8b"].items():
-            if "error" in entry:
-                lines.append(_row([mode, entry["error"], "", "", ""]))
-                continue
-            lines.append(
-                _row(
-                    [
-                        mode,
-                        _num(entry["ours"]["real_tokens_per_s"]),
-                        _num(entry["baseline"]["real_tokens_per_s"]),
-                        _num(entry["speedup"], 2),
-                        _num(entry["ours"]["fraction_of_matmul_rate"], 3),
-                    ]
-                )
-            )
+    if "gpu_benchmark" in results:
+        lines += ["", render_gpu_benchmark(results["gpu_benchmark"]).rstrip("\n")]
     lines += _gpu_section(results)
     lines += ["", _row(["target", "wanted", "measured", "met"]), _row(["---", "---", "---:", "---"])]
     for name, check in results["targets"].items():
         wanted = check["target"] if isinstance(check["target"], str) else f">= {check['target']}"
         lines.append(_row([name, wanted, _num(check["measured"], 3), "yes" if check["met"] else "no"]))
+    return "\n".join(lines) + "\n"
+
+
+def render_gpu_benchmark(report: dict) -> str:
+    """The GPU benchmark (gpu_benchmark.py) as Markdown: per weight format, ours against the tuned
+    Trainer and the original method in inference and training."""
+    m, shape, data, sizes = report["machine"], report["shape"], report["data"], report["sizes"]
+    where = m.get("gpu") and f"{m['gpu']} ({m['memory_gib']} GiB)" or m["device"]
+    lines = [
+        f"GPU benchmark ({report['mode']} mode) on {where}, {report['date']}: torch {m['torch']}, transformers "
+        f"{m['transformers']}, peft {m['peft']}, bitsandbytes {m.get('bitsandbytes', '-')}; a "
+        f"{shape.get('model_type', 'llama')} shape ({shape['num_hidden_layers']} layers, hidden "
+        f"{shape['hidden_size']}, random weights); {data['rows']} rows of {data['train_csv']} "
+        f"({data['dropped_empty_text']} dropped for an empty text) tokenized by {report['tokenizer']}; inference on "
+        f"{sizes['inference_rows']} rows, training {sizes['train_steps']} steps x 16 rows, held out "
+        f"{sizes['eval_rows']} rows; {report['seconds']} s in all.",
+        *_ceiling_lines(report.get("matmul_ceiling", [])),
+    ]
+    for quantization, entry in report["formats"].items():
+        runtime, lengths = entry["runtime"], entry["lengths"]
+        lines += [
+            "",
+            f"**{quantization}** (training {runtime['dtype']}, inference {runtime['predict_dtype']}); rows of "
+            f"{lengths['mean_tokens']:.0f} tokens on average (median {lengths['median_tokens']:.0f}, longest "
+            f"{lengths['max_tokens']}, {lengths['truncated_share']:.1%} cut at {lengths['max_length']}).",
+            "",
+            *SIDES_HEADER,
+        ]
+        for part, sides in (("inference", entry["inference"]), ("training", entry["training"])):
+            if "error" in sides:
+                lines.append(_row([f"{part} failed: {sides['error']}", "", "", "", "", ""]))
+                continue
+            lines += [
+                _speed_rows(f"{part} real tokens/s", sides, "real_tokens_per_s"),
+                _speed_rows(f"{part} padding efficiency", sides, "padding_efficiency", 3, ratios=False),
+                _speed_rows(f"{part} fraction of the matmul rate", sides, "fraction_of_matmul_rate", 3, ratios=False),
+            ]
+        training = entry["training"]
+        if "error" not in training:
+            lines.append(_held_out_row(training))
     return "\n".join(lines) + "\n"

@@ -8,8 +8,8 @@ import logging
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
 import torch
 
 from arenapref.config import RunConfig
@@ -33,18 +33,25 @@ from arenapref.model.modeling import (
 )
 from arenapref.model.plan import CUDA_CONTEXT_BYTES
 
+if TYPE_CHECKING:  # the model's side runs where polars is not installed (the GPU benchmark)
+    import polars as pl
+
 log = logging.getLogger(__name__)
 
 
 def package_versions() -> dict[str, str]:
-    from importlib.metadata import version  # not an import of peft, which would pull in bitsandbytes
+    from importlib.metadata import PackageNotFoundError, version  # not an import of peft (bitsandbytes)
 
+    try:
+        polars_version = version("polars")
+    except PackageNotFoundError:
+        polars_version = "not installed"
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": version("transformers"),
         "peft": version("peft"),
-        "polars": pl.__version__,
+        "polars": polars_version,
     }
 
 
