@@ -323,3 +323,53 @@ def test_kaggle_hours_follow_the_shared_layers(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "| 5 | yes |" in done.stdout and "(over 9 h)" in done.stdout
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gemma2"])
+def test_the_usual_peft_recipe_adds_the_lower_layers_inputs(tmp_path, architecture):
+    """The plan is for our path: only the adapted layers are checkpointed and nothing below the first
+    adapter keeps anything. The usual recipe (the embeddings' output made to require gradients, every
+    layer checkpointed) also keeps each lower layer's input: exactly lower layers x rows x length x
+    hidden x the residual stream's bytes more. This accounts for the Gemma-2 r 4 figures measured
+    that way on an H200 (docs/gpu.md)."""
+    from tiny_llama import build_tiny
+
+    from arenapref.bench.memory import measure_training_step
+    from arenapref.model.heads import ClassifierHead
+    from arenapref.model.modeling import (
+        attach_new_adapter,
+        enable_gradient_checkpointing,
+        load_base_model,
+        lora_layer_indices,
+    )
+
+    checkpoint = build_tiny(tmp_path / architecture, architecture)
+    run = RunConfig.from_config({})
+    rows, length = 2, 256
+
+    def measure(recipe: str) -> tuple[dict, int, int]:
+        torch.manual_seed(0)
+        model = load_base_model(checkpoint, run.model, torch.device("cpu"), torch.bfloat16, 0)
+        model = attach_new_adapter(model, run.model)
+        adapted = lora_layer_indices(model.config.num_hidden_layers, run.model.lora.layers)
+        if recipe == "ours":
+            enable_gradient_checkpointing(model, adapted)
+        else:
+            model.enable_input_require_grads()
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        for p in trainable:
+            p.data = p.data.float()
+        model.train()
+        ids = torch.randint(5, 300, (rows, length))
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.arange(rows) % 3}
+        step = measure_training_step(model, ClassifierHead(), batch, torch.bfloat16, torch.optim.AdamW(trainable))
+        return step, min(adapted), model.config.hidden_size
+
+    ours, lower, hidden = measure("ours")
+    usual, _, _ = measure("usual")
+    assert lower > 0  # the default adapts the upper layers only
+    residual_bytes = 4  # fp32 weights under bf16 autocast on a CPU (2 on CUDA with a 4-bit or bf16 base)
+    extra = lower * rows * length * hidden * residual_bytes
+    assert usual["saved_activations"] - ours["saved_activations"] == extra
+    assert usual["peak"] - ours["peak"] == extra
