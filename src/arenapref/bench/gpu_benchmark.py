@@ -35,7 +35,7 @@ from arenapref.config import RunConfig
 from arenapref.data.text import SEGMENTS, encode_with_lengths
 from arenapref.data.turns import parse_turns
 from arenapref.errors import DataError
-from arenapref.model.modeling import dtype_name, resolve_device
+from arenapref.model.modeling import dtype_name, load_tokenizer, resolve_device
 from arenapref.model.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -145,14 +145,12 @@ def run_gpu_benchmark(
     work_dir: Path | None = None,
 ) -> dict:
     """Every weight format in `formats` (nf4, int8, none) with one random checkpoint of `shape`."""
-    from transformers import AutoTokenizer
-
     started = time.perf_counter()
     run = classifier_run(run)
     sizes = Sizes.for_mode(quick)
     rows, labels, dropped = read_rows(train_csv)
     log.info("%d rows of %s (%d dropped for an empty text cell)", len(labels), train_csv, dropped)
-    vocabulary = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    vocabulary = len(load_tokenizer(tokenizer_dir, run.model.trust_remote_code))
     if shape.get("vocab_size", 0) < vocabulary:
         # The tokenizer's ids must index the embedding: a tiny test shape grows to the tokenizer's size.
         log.info("vocabulary %s -> %d (the tokenizer's)", shape.get("vocab_size"), vocabulary)
