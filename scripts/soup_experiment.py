@@ -44,6 +44,14 @@ def render(result: dict) -> str:
     for row in result["paired"]:
         noise = "yes" if abs(row["mean"]) <= 2 * row["standard_error"] else "no"
         lines.append(f"| {row['pair']} | {row['mean']:+.4f} | {row['standard_error']:.4f} | {noise} |")
+    if "agreement" in result:
+        agreement = result["agreement"]
+        lines += [
+            "",
+            "Mean absolute difference of the probabilities from the mean of the folds': the soup's "
+            f"{agreement['soup_to_mean_of_folds']:.4f}, a single fold's {agreement['fold_to_mean_of_folds']:.4f} "
+            f"(averaged over folds), the full fit's {agreement['full_fit_to_mean_of_folds']:.4f}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -64,7 +72,7 @@ def main() -> int:
     from arenapref.config import merged, validate_config
     from arenapref.data.folds import whole_groups
     from arenapref.evaluate.metrics import accuracy, class_prior, row_log_losses
-    from arenapref.io import write_json_atomic, write_text_atomic
+    from arenapref.io import write_json_atomic, write_text_atomic, write_text_if_changed
     from arenapref.workflow import run_workflow
 
     out = args.out_dir.resolve()
@@ -73,11 +81,11 @@ def main() -> int:
     frame = pl.read_csv(args.train, infer_schema_length=0)  # every field as text: ids and JSON kept as written
     held = whole_groups([json.loads(text) for text in frame["prompt"].to_list()], args.holdout, args.seed)
     train, test = frame.filter(~pl.Series(held)), frame.filter(pl.Series(held))
-    train.write_csv(data / "train.csv")
-    test.select(TEST_COLUMNS).write_csv(data / "test.csv")
-    pl.DataFrame({"id": test["id"], **{c: [1 / 3] * test.height for c in LABEL_COLUMNS}}).write_csv(
-        data / "sample_submission.csv"
-    )
+    # Rewritten only when they change: a rerun then reuses the pipeline's folds and predictions.
+    write_text_if_changed(data / "train.csv", train.write_csv())
+    write_text_if_changed(data / "test.csv", test.select(TEST_COLUMNS).write_csv())
+    uniform = pl.DataFrame({"id": test["id"], **{c: [1 / 3] * test.height for c in LABEL_COLUMNS}})
+    write_text_if_changed(data / "sample_submission.csv", uniform.write_csv())
 
     checkpoint = ROOT / "results/model/smollm2-135m-instruct"
     if not (checkpoint / "config.json").exists():
@@ -131,6 +139,15 @@ def main() -> int:
         "scores": {
             name: {"log_loss": float(losses[name].mean()), "accuracy": float(accuracy(labels, predictions[name]))}
             for name in predictions
+        },
+        # How far the soup's probabilities are from the folds' mean, beside how far each fold is from
+        # it: a soup that merely picked one fold's function would sit as far as a fold does.
+        "agreement": {
+            "soup_to_mean_of_folds": float(np.abs(predictions["soup"] - predictions["mean of folds"]).mean()),
+            "fold_to_mean_of_folds": float(
+                np.mean([np.abs(f.select(LABEL_COLUMNS).to_numpy() - mean).mean() for f in fold_probs])
+            ),
+            "full_fit_to_mean_of_folds": float(np.abs(predictions["full fit"] - predictions["mean of folds"]).mean()),
         },
         "paired": [
             paired(losses, "soup", "mean of folds"),

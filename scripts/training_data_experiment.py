@@ -127,7 +127,7 @@ def main() -> int:
     from arenapref import LABEL_COLUMNS
     from arenapref.config import merged, validate_config
     from arenapref.data.folds import whole_groups
-    from arenapref.io import write_json_atomic, write_text_atomic
+    from arenapref.io import write_json_atomic, write_text_atomic, write_text_if_changed
     from arenapref.workflow import run_workflow
 
     out = args.out_dir.resolve()
@@ -136,8 +136,9 @@ def main() -> int:
     real = args.train.resolve().parent
     frame = pl.read_csv(args.train, infer_schema_length=0)
     extra_mask = whole_groups([json.loads(text) for text in frame["prompt"].to_list()], args.extra_rows, args.seed)
-    frame.filter(~pl.Series(extra_mask)).write_csv(data / "main.csv")
-    frame.filter(pl.Series(extra_mask)).write_csv(data / "extra.csv")
+    # Rewritten only when they change: a rerun then reuses the pipeline's outputs.
+    write_text_if_changed(data / "main.csv", frame.filter(~pl.Series(extra_mask)).write_csv())
+    write_text_if_changed(data / "extra.csv", frame.filter(pl.Series(extra_mask)).write_csv())
 
     checkpoint = ROOT / "results/model/smollm2-135m-instruct"
     if not (checkpoint / "config.json").exists():
@@ -166,7 +167,7 @@ def main() -> int:
     def run(name: str) -> None:
         if name == "c":
             oof = pl.read_parquet(out / "a" / "results" / "oof.parquet").select("id", *LABEL_COLUMNS)
-            oof.write_csv(data / "teacher.csv", float_precision=8)
+            write_text_if_changed(data / "teacher.csv", oof.write_csv(float_precision=8))
         done = run_workflow(
             out / name, validate_config(configs[name]), ["results/metrics.json"], args.cores, check=False
         )

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,15 @@ def test_a_process_killed_mid_write_leaves_the_old_output(tmp_path, writer):
         assert target.read_text() == "id,old\n"
     else:
         assert (target / "weights").read_text() == "old"
+
+
+def test_write_text_if_changed_keeps_an_unchanged_file_as_it_was(tmp_path):
+    from arenapref.io import write_text_if_changed
+
+    path = tmp_path / "train.csv"
+    assert write_text_if_changed(path, "id\n1\n") is True
+    os.utime(path, (1_000_000, 1_000_000))
+    assert write_text_if_changed(path, "id\n1\n") is False
+    assert path.stat().st_mtime == 1_000_000  # a workflow over it sees nothing new
+    assert write_text_if_changed(path, "id\n2\n") is True
+    assert path.read_text() == "id\n2\n" and path.stat().st_mtime > 1_000_000

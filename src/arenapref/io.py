@@ -59,6 +59,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_text_if_changed(path: str | os.PathLike, text: str) -> bool:
+    """Write `text` unless the file already holds exactly it, so that an unchanged input keeps its
+    modification time and a workflow run over it reuses what it made. Whether it wrote."""
+    target = Path(path)
+    if target.is_file() and target.read_text(encoding="utf-8") == text:
+        return False
+    write_text_atomic(target, text)
+    return True
+
+
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
 
