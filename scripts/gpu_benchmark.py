@@ -64,6 +64,9 @@ def main() -> int:
         )
     on_cuda = resolve_device(args.device).type == "cuda"
     formats = (args.formats or ("nf4,none" if on_cuda else "none")).split(",")
+    unknown = sorted(set(formats) - {"nf4", "int8", "none"})
+    if unknown:
+        raise ConfigError(f"unknown --formats {', '.join(unknown)}; known: nf4, int8, none (the compute precision)")
     shape = tiny_shape() if args.shape == "tiny" else KNOWN_SHAPES[args.shape]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     report = run_gpu_benchmark(run, shape, tokenizer, args.train, formats, args.quick, work_dir=args.out_dir)
