@@ -37,7 +37,7 @@ def main() -> int:
     import yaml
 
     from arenapref.bench.gpu_benchmark import run_gpu_benchmark
-    from arenapref.bench.gpu_check import tiny_shape
+    from arenapref.bench.gpu_common import tiny_shape
     from arenapref.bench.report import render_gpu_benchmark
     from arenapref.config import RunConfig, validate_config
     from arenapref.errors import CheckpointError, ConfigError, DataError

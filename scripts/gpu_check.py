@@ -39,7 +39,8 @@ def main() -> int:
 
     import yaml
 
-    from arenapref.bench.gpu_check import run_gpu_check, settings_for, tiny_shape
+    from arenapref.bench.gpu_check import run_gpu_check
+    from arenapref.bench.gpu_common import settings_for, tiny_shape
     from arenapref.bench.report import check_table
     from arenapref.config import RunConfig, validate_config
     from arenapref.errors import ConfigError

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arenapref.bench.gpu_check import settings_for
+from arenapref.bench.gpu_common import settings_for
 from arenapref.config import RunConfig, validate_config
 from arenapref.model.batching import rows_per_batch
 from arenapref.model.plan import GIB, KNOWN_SHAPES, Arithmetic, ModelShape, inference_memory

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from arenapref import LABEL_COLUMNS
-from arenapref.bench.gpu_check import guarded, machine, matmul_ceiling, settings_for
+from arenapref.bench.gpu_common import guarded, machine, matmul_ceiling, settings_for
 from arenapref.bench.inference import bench_inference, classifier_run, fresh_model, original_dtype
 from arenapref.bench.random_model import random_checkpoint, release_memory
 from arenapref.bench.training import Sizes, bench_training

@@ -13,11 +13,8 @@ On a CPU (the tests) the same code runs with a tiny shape and no quantization.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import logging
-import platform
 import sys
 import tempfile
 import time
@@ -25,10 +22,9 @@ from pathlib import Path
 
 import torch
 
+from arenapref.bench.gpu_common import guarded, importable, machine, matmul_ceiling, settings_for
 from arenapref.bench.hardware import (
-    MatmulCeiling,
     forward_flops,
-    measure_matmul_ceiling,
     non_embedding_parameters,
     training_flops,
 )
@@ -68,15 +64,6 @@ def _batch(rows: int, length: int, vocab: int, seed: int = 0) -> dict[str, torch
     if rows > 1:
         mask[0, length // 2 :] = 0  # one padded row: the attention mask is passed, as in real batches
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.arange(rows) % 3}
-
-
-@functools.cache
-def matmul_ceiling(device: torch.device, dtype: torch.dtype) -> MatmulCeiling:
-    """The matmul rate the cases' fractions are over, measured once per device and dtype (about 4 s
-    on a GPU, up to 16384^3; on a CPU, where only the tests run it, one small size suffices)."""
-    if device.type == "cuda":
-        return measure_matmul_ceiling(device, dtype, seconds=3.0)
-    return measure_matmul_ceiling(device, dtype, seconds=0.3, sizes=(1024,))
 
 
 def _training_setup(
@@ -247,7 +234,7 @@ def inference_case(
 
 def pipeline_case(out_dir: Path, device: str) -> dict:
     """The whole workflow on the device with a tiny random Llama, to a validated submission."""
-    missing = [name for name in ("snakemake", "polars") if not _importable(name)]
+    missing = [name for name in ("snakemake", "polars") if not importable(name)]
     if missing:
         return {"skipped": f"{', '.join(missing)} not installed"}
     sys.path.insert(0, str(ROOT / "tests"))
@@ -276,40 +263,6 @@ def pipeline_case(out_dir: Path, device: str) -> dict:
         "runtime": train_log["runtime"],
         "memory_gib": train_log.get("memory_gib"),
     }
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
-
-
-def machine(device: torch.device) -> dict:
-    import peft
-    import transformers
-
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "device": str(device),
-    }
-    if _importable("bitsandbytes"):
-        import bitsandbytes
-
-        info["bitsandbytes"] = bitsandbytes.__version__
-    if device.type == "cuda":
-        properties = torch.cuda.get_device_properties(device)
-        info |= {
-            "gpu": properties.name,
-            "memory_gib": round(properties.total_memory / GIB, 1),
-            "capability": ".".join(map(str, torch.cuda.get_device_capability(device))),
-        }
-    else:
-        info["cpu"] = platform.processor() or platform.machine()
-    return info
 
 
 def run_gpu_check(
@@ -376,30 +329,3 @@ def run_gpu_check(
     report["matmul_ceiling"] = [matmul_ceiling(device, case_dtype).as_dict() for case_dtype in measured_dtypes]
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
-
-
-def guarded(device: torch.device, case, *args) -> dict:
-    """`case(*args)`, or what failed (out of memory, a missing kernel or package), with `device`'s memory given back."""
-    try:
-        return case(*args)
-    except (RuntimeError, ImportError, ValueError) as err:
-        log.warning("%s failed: %s", case.__name__, err)
-        release_memory(device)
-        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
-
-
-def tiny_shape() -> dict:
-    """What the tests run the check with on a CPU."""
-    return {
-        "vocab_size": 512,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 4096,
-    }
-
-
-def settings_for(run: RunConfig, quantization: str) -> RunConfig:
-    return dataclasses.replace(run, model=dataclasses.replace(run.model, quantization=quantization))
