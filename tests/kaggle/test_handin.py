@@ -222,7 +222,7 @@ def test_soup_option_predicts_as_the_pipelines_soup(export_folder, test_csv, tin
     test, _ = preprocess_test(test_csv)
     test.write_parquet(tmp_path / "test.parquet")
     run = RunConfig.from_config(read_manifest(export_folder)["settings"])
-    predict_fold(
+    summary = predict_fold(
         tmp_path / "test.parquet",
         tmp_path / "test.parquet",
         None,
@@ -232,6 +232,7 @@ def test_soup_option_predicts_as_the_pipelines_soup(export_folder, test_csv, tin
         None,
         tmp_path / "soup" / "test.parquet",
     )
+    assert "gradient_checkpointing" not in summary and summary["device"] == "cpu"  # training's setting only
     pipeline = pl.read_parquet(tmp_path / "soup" / "test.parquet")
 
     ids, probs, done = predict_export(export_folder, test_csv, tiny_checkpoint, PredictOptions(soup=True))

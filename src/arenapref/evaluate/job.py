@@ -108,5 +108,7 @@ def predict_fold(
         "fold": "full" if fold is None else fold,
         "rows": outputs,
         "adapter_sha256": dir_sha256(adapter_dir),
-        **rt.describe(),
+        # Prediction keeps no activations for a backward pass: checkpointing is the training job's
+        # (its train_log.json), and on CUDA with auto it is not even decided here.
+        **{key: value for key, value in rt.describe().items() if key != "gradient_checkpointing"},
     }
