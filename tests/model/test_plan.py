@@ -49,7 +49,18 @@ def smollm2_shaped(tmp_path_factory) -> Path:
     return out
 
 
-def _measure(checkpoint: Path, dtype: torch.dtype, checkpointing: bool, rows: int, length: int, softcapping=True):
+def _measure(
+    checkpoint: Path,
+    dtype: torch.dtype,
+    checkpointing: bool,
+    rows: int,
+    length: int,
+    softcapping=True,
+    recipe: str = "ours",
+):
+    """Peak of a training step and of an inference batch. With checkpointing, recipe "ours" is the
+    pipeline's (the adapted layers only, nothing below them keeps a graph); "usual" is the common peft
+    one (the embeddings' output made to require gradients, every layer checkpointed)."""
     from arenapref.bench.memory import measure_inference_batch, measure_training_step
     from arenapref.model.heads import ClassifierHead
     from arenapref.model.modeling import (
@@ -57,15 +68,17 @@ def _measure(checkpoint: Path, dtype: torch.dtype, checkpointing: bool, rows: in
         enable_gradient_checkpointing,
         inference_precision,
         load_base_model,
+        lora_layer_indices,
     )
 
     run = RunConfig.from_config({"model": {"attn_softcapping": softcapping}})
     torch.manual_seed(0)
     model = attach_new_adapter(load_base_model(checkpoint, run.model, torch.device("cpu"), dtype, 0), run.model)
-    if checkpointing:
-        enable_gradient_checkpointing(
-            model, list(range(model.config.num_hidden_layers // 2, model.config.num_hidden_layers))
-        )
+    if checkpointing and recipe == "ours":
+        enable_gradient_checkpointing(model, lora_layer_indices(model.config.num_hidden_layers, run.model.lora.layers))
+    elif checkpointing:
+        model.enable_input_require_grads()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     trainable = [p for p in model.parameters() if p.requires_grad]
     for p in trainable:
         p.data = p.data.float()
@@ -78,6 +91,30 @@ def _measure(checkpoint: Path, dtype: torch.dtype, checkpointing: bool, rows: in
     # As inference holds the model (the adapter apart, as the hand-in keeps it).
     predict = measure_inference_batch(inference_precision(model, dtype), ClassifierHead(), ids, mask, dtype)
     return run, train, predict
+
+
+def _check_plan(
+    shape: ModelShape,
+    run: RunConfig,
+    dtype: torch.dtype,
+    checkpointing: bool,
+    rows: int,
+    length: int,
+    measured,
+    predict,
+) -> dict:
+    """The planned training and inference peaks within 15 % of the measured ones: the part that grows
+    with the batch (which the weights would hide in a large model), the saved activations without
+    checkpointing, the inference batch. The training plan, for further checks."""
+    arith = Arithmetic("cpu", dtype.itemsize, "none")
+    planned = training_memory(shape, run, arith, checkpointing, rows, length)
+    fixed = planned["weights"] + planned["adapter_and_optimizer"]
+    assert planned["peak"] - fixed == pytest.approx(measured["peak"] - fixed, rel=0.15)
+    if not checkpointing:
+        assert planned["saved_activations"] == pytest.approx(measured["saved_activations"], rel=0.15)
+    inference = inference_memory(shape, run, arith, rows * length, length)
+    assert inference["peak"] == pytest.approx(predict, rel=0.15)
+    return planned
 
 
 CASES = [
@@ -99,16 +136,8 @@ def test_plan_is_within_15_percent_of_the_measured_peak(request, model, dtype, c
     checkpoint = request.getfixturevalue("tiny_checkpoint" if model == "tiny" else "smollm2_shaped")
     run, measured, predict_peak = _measure(checkpoint, dtype, checkpointing, rows, length)
     shape = ModelShape.from_checkpoint(checkpoint, run)
-    arith = Arithmetic("cpu", dtype.itemsize, "none")
-    planned = training_memory(shape, run, arith, checkpointing, rows, length)
+    planned = _check_plan(shape, run, dtype, checkpointing, rows, length, measured, predict_peak)
     assert planned["peak"] == pytest.approx(measured["peak"], rel=0.15)
-    # Also the part that grows with the batch, which the weights would hide in a large model.
-    fixed = planned["weights"] + planned["adapter_and_optimizer"]
-    assert planned["peak"] - fixed == pytest.approx(measured["peak"] - fixed, rel=0.15)
-    if not checkpointing:
-        assert planned["saved_activations"] == pytest.approx(measured["saved_activations"], rel=0.15)
-    inference = inference_memory(shape, run, arith, rows * length, length)
-    assert inference["peak"] == pytest.approx(predict_peak, rel=0.15)
 
 
 @pytest.fixture(scope="module")
@@ -149,14 +178,7 @@ def test_plan_of_other_architectures_is_within_15_percent(
     shape = ModelShape.from_checkpoint(checkpoint, run)
     assert shape.softcapping == (architecture == "gemma2" and softcapping)
     assert shape.attention("cpu") == ("eager" if architecture == "gemma2" else "sdpa")
-    arith = Arithmetic("cpu", dtype.itemsize, "none")
-    planned = training_memory(shape, run, arith, checkpointing, rows, length)
-    fixed = planned["weights"] + planned["adapter_and_optimizer"]
-    assert planned["peak"] - fixed == pytest.approx(measured["peak"] - fixed, rel=0.15)
-    if not checkpointing:
-        assert planned["saved_activations"] == pytest.approx(measured["saved_activations"], rel=0.15)
-    inference = inference_memory(shape, run, arith, rows * length, length)
-    assert inference["peak"] == pytest.approx(predict_peak, rel=0.15)
+    _check_plan(shape, run, dtype, checkpointing, rows, length, measured, predict_peak)
 
 
 def test_known_shapes_count_what_sets_each_architecture_apart():
@@ -326,50 +348,25 @@ def test_kaggle_hours_follow_the_shared_layers(tmp_path):
 
 
 @pytest.mark.parametrize("architecture", ["llama", "gemma2"])
-def test_the_usual_peft_recipe_adds_the_lower_layers_inputs(tmp_path, architecture):
+def test_the_usual_peft_recipe_adds_the_lower_layers_inputs(request, architecture):
     """The plan is for our path: only the adapted layers are checkpointed and nothing below the first
     adapter keeps anything. The usual recipe (the embeddings' output made to require gradients, every
     layer checkpointed) also keeps each lower layer's input: exactly lower layers x rows x length x
     hidden x the residual stream's bytes more. This accounts for the Gemma-2 r 4 figures measured
     that way on an H200 (docs/gpu.md)."""
-    from tiny_llama import build_tiny
+    from arenapref.model.modeling import lora_layer_indices
 
-    from arenapref.bench.memory import measure_training_step
-    from arenapref.model.heads import ClassifierHead
-    from arenapref.model.modeling import (
-        attach_new_adapter,
-        enable_gradient_checkpointing,
-        load_base_model,
-        lora_layer_indices,
-    )
-
-    checkpoint = build_tiny(tmp_path / architecture, architecture)
-    run = RunConfig.from_config({})
+    if architecture == "llama":
+        checkpoint = request.getfixturevalue("tiny_checkpoint")
+    else:
+        checkpoint = request.getfixturevalue("tiny_architectures")[architecture]
     rows, length = 2, 256
-
-    def measure(recipe: str) -> tuple[dict, int, int]:
-        torch.manual_seed(0)
-        model = load_base_model(checkpoint, run.model, torch.device("cpu"), torch.bfloat16, 0)
-        model = attach_new_adapter(model, run.model)
-        adapted = lora_layer_indices(model.config.num_hidden_layers, run.model.lora.layers)
-        if recipe == "ours":
-            enable_gradient_checkpointing(model, adapted)
-        else:
-            model.enable_input_require_grads()
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        for p in trainable:
-            p.data = p.data.float()
-        model.train()
-        ids = torch.randint(5, 300, (rows, length))
-        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.arange(rows) % 3}
-        step = measure_training_step(model, ClassifierHead(), batch, torch.bfloat16, torch.optim.AdamW(trainable))
-        return step, min(adapted), model.config.hidden_size
-
-    ours, lower, hidden = measure("ours")
-    usual, _, _ = measure("usual")
+    run, ours, _ = _measure(checkpoint, torch.bfloat16, True, rows, length)
+    _, usual, _ = _measure(checkpoint, torch.bfloat16, True, rows, length, recipe="usual")
+    shape = ModelShape.from_checkpoint(checkpoint, run)
+    lower = min(lora_layer_indices(shape.layers, run.model.lora.layers))
     assert lower > 0  # the default adapts the upper layers only
     residual_bytes = 4  # fp32 weights under bf16 autocast on a CPU (2 on CUDA with a 4-bit or bf16 base)
-    extra = lower * rows * length * hidden * residual_bytes
+    extra = lower * rows * length * shape.hidden * residual_bytes
     assert usual["saved_activations"] - ours["saved_activations"] == extra
     assert usual["peak"] - ours["peak"] == extra
