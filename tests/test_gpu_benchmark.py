@@ -86,7 +86,7 @@ def test_gpu_benchmark_runs_on_real_rows_without_polars_or_snakemake(tmp_path, r
     assert report["data"]["rows"] == len(labels) and report["data"]["dropped_empty_text"] == dropped
     rt = Runtime.create(RunConfig.from_config({"model": {"max_length": 192}, "device": "cpu"}), tiny_checkpoint)
     ids, _ = encode_with_lengths(load_tokenizer(tiny_checkpoint), rows, rt.builder)
-    lengths = entry["lengths"]
+    lengths = report["lengths"]
     assert lengths["rows"] == len(ids)
     assert lengths["mean_tokens"] == pytest.approx(np.mean([len(x) for x in ids]))
     assert lengths["max_tokens"] <= 192

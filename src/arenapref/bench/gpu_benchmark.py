@@ -95,24 +95,21 @@ def length_summary(input_ids: Sequence[Sequence[int]], untruncated: Sequence[int
 
 
 def bench_format(
+    rt: Runtime,
     run: RunConfig,
     checkpoint: Path,
-    tokenizer_dir: Path,
-    rows: dict[str, list[list[str]]],
+    input_ids: list[list[int]],
     labels: list[int],
     sizes: Sizes,
 ) -> dict:
     """Inference, then training, of one weight format: each side a fresh adapter on a fresh copy of
     the base from the same seed. A side that fails (out of memory, a missing kernel) is recorded."""
-    rt = Runtime.create(run, checkpoint, tokenizer_dir)
-    input_ids, untruncated = encode_with_lengths(rt.tokenizer, rows, rt.builder)
     ceilings = {
         dtype_name(dtype): matmul_ceiling(rt.device, dtype).flops_per_s
         for dtype in {rt.dtype, rt.predict_dtype, original_dtype(rt)}
     }
     entry: dict = {
         "runtime": rt.describe(),
-        "lengths": length_summary(input_ids, untruncated, run.model.max_length),
         "matmul_flops_per_s": ceilings,
     }
 
@@ -174,9 +171,12 @@ def run_gpu_benchmark(
         log.info("random weights of the shape, saved once for every format")
         checkpoint = random_checkpoint(Path(work) / "model", shape, device)
         for quantization in formats:
-            report["formats"][quantization] = bench_format(
-                settings_for(run, quantization), checkpoint, tokenizer_dir, rows, labels, sizes
-            )
+            format_run = settings_for(run, quantization)
+            rt = Runtime.create(format_run, checkpoint, tokenizer_dir)
+            if "lengths" not in report:  # every format reads the same inputs: encoded once
+                input_ids, untruncated = encode_with_lengths(rt.tokenizer, rows, rt.builder)
+                report["lengths"] = length_summary(input_ids, untruncated, run.model.max_length)
+            report["formats"][quantization] = bench_format(rt, format_run, checkpoint, input_ids, labels, sizes)
     report["matmul_ceiling"] = [matmul_ceiling(device, dtype).as_dict() for dtype in _measured_dtypes(report)]
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report

@@ -1,5 +1,5 @@
 """Inference measured against the original method's Trainer.predict, on one model: shared by the
-benchmark run (suite.py), its quality studies (quality.py) and the CUDA step (gpu.py)."""
+benchmark run (suite.py), its quality studies (quality.py) and the GPU benchmark (gpu_benchmark.py)."""
 
 from __future__ import annotations
 

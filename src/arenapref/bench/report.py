@@ -354,13 +354,17 @@ def render_gpu_benchmark(report: dict) -> str:
         f"{sizes['eval_rows']} rows; {report['seconds']} s in all.",
         *_ceiling_lines(report.get("matmul_ceiling", [])),
     ]
+    lengths = report["lengths"]
+    lines += [
+        "",
+        f"Rows of {lengths['mean_tokens']:.0f} tokens on average (median {lengths['median_tokens']:.0f}, longest "
+        f"{lengths['max_tokens']}, {lengths['truncated_share']:.1%} cut at {lengths['max_length']}).",
+    ]
     for quantization, entry in report["formats"].items():
-        runtime, lengths = entry["runtime"], entry["lengths"]
+        runtime = entry["runtime"]
         lines += [
             "",
-            f"**{quantization}** (training {runtime['dtype']}, inference {runtime['predict_dtype']}); rows of "
-            f"{lengths['mean_tokens']:.0f} tokens on average (median {lengths['median_tokens']:.0f}, longest "
-            f"{lengths['max_tokens']}, {lengths['truncated_share']:.1%} cut at {lengths['max_length']}).",
+            f"**{quantization}** (training {runtime['dtype']}, inference {runtime['predict_dtype']}).",
             "",
             *SIDES_HEADER,
         ]
