@@ -37,16 +37,14 @@ def main() -> int:
     import yaml
 
     from arenapref.bench.gpu_benchmark import run_gpu_benchmark
-    from arenapref.bench.gpu_common import tiny_shape
+    from arenapref.bench.gpu_common import named_shape
     from arenapref.bench.report import render_gpu_benchmark
     from arenapref.config import RunConfig, validate_config
     from arenapref.errors import CheckpointError, ConfigError, DataError
     from arenapref.io import write_json_atomic, write_text_atomic
     from arenapref.model.modeling import resolve_device
-    from arenapref.model.plan import KNOWN_SHAPES
 
-    if args.shape != "tiny" and args.shape not in KNOWN_SHAPES:
-        raise ConfigError(f"unknown --shape {args.shape!r}; known: tiny, {', '.join(KNOWN_SHAPES)}")
+    shape = named_shape(args.shape)
     if not args.train.is_file():
         raise DataError(args.train, "no such file (pass --train with a train.csv in the competition's schema)")
     config = validate_config(yaml.safe_load(args.configfile.read_text()) or {})
@@ -67,7 +65,6 @@ def main() -> int:
     unknown = sorted(set(formats) - {"nf4", "int8", "none"})
     if unknown:
         raise ConfigError(f"unknown --formats {', '.join(unknown)}; known: nf4, int8, none (the compute precision)")
-    shape = tiny_shape() if args.shape == "tiny" else KNOWN_SHAPES[args.shape]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     report = run_gpu_benchmark(run, shape, tokenizer, args.train, formats, args.quick, work_dir=args.out_dir)
     report["shape_name"] = args.shape

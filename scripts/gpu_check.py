@@ -40,21 +40,17 @@ def main() -> int:
     import yaml
 
     from arenapref.bench.gpu_check import run_gpu_check
-    from arenapref.bench.gpu_common import settings_for, tiny_shape
+    from arenapref.bench.gpu_common import named_shape, settings_for
     from arenapref.bench.report import check_table
     from arenapref.config import RunConfig, validate_config
-    from arenapref.errors import ConfigError
     from arenapref.io import atomic_path, write_json_atomic
     from arenapref.model.modeling import request_deterministic_cublas, resolve_device
-    from arenapref.model.plan import KNOWN_SHAPES
 
     run = RunConfig.from_config(validate_config(yaml.safe_load(args.configfile.read_text()) or {}))
     request_deterministic_cublas(run.train.deterministic)  # as the pipeline's jobs do, before CUDA work
     device = resolve_device(args.device)
     run = settings_for(run, args.quantization or ("nf4" if device.type == "cuda" else "none"))
-    if args.shape != "tiny" and args.shape not in KNOWN_SHAPES:
-        raise ConfigError(f"unknown --shape {args.shape!r}; known: tiny, {', '.join(KNOWN_SHAPES)}")
-    shape = tiny_shape() if args.shape == "tiny" else KNOWN_SHAPES[args.shape]
+    shape = named_shape(args.shape)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     report = run_gpu_check(
         run,

@@ -126,3 +126,13 @@ def test_seeded_folds_are_equal_and_repeat():
     folds = seeded_folds(103, seed=42)
     assert sorted(np.bincount(folds)) == [20, 20, 21, 21, 21]
     assert (folds == seeded_folds(103, seed=42)).all() and (folds != seeded_folds(103, seed=7)).any()
+
+
+def test_shapes_are_named_as_the_planner_knows_them():
+    from arenapref.bench.gpu_common import named_shape, tiny_shape
+    from arenapref.errors import ConfigError
+    from arenapref.model.plan import KNOWN_SHAPES
+
+    assert named_shape("tiny") == tiny_shape() and named_shape("gemma-2-9b") == KNOWN_SHAPES["gemma-2-9b"]
+    with pytest.raises(ConfigError, match=r"unknown --shape 'llama-2'; known: tiny, llama-3.1-8b, gemma-2-9b"):
+        named_shape("llama-2")

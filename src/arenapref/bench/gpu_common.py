@@ -16,7 +16,8 @@ import torch
 from arenapref.bench.hardware import MatmulCeiling, measure_matmul_ceiling
 from arenapref.bench.random_model import release_memory
 from arenapref.config import RunConfig
-from arenapref.model.plan import GIB
+from arenapref.errors import ConfigError
+from arenapref.model.plan import GIB, KNOWN_SHAPES
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,16 @@ def tiny_shape() -> dict:
         "num_key_value_heads": 2,
         "max_position_embeddings": 4096,
     }
+
+
+def named_shape(name: str) -> dict:
+    """A shape the planner knows by name (KNOWN_SHAPES), or `tiny` (what the tests run); else a
+    ConfigError listing them."""
+    if name == "tiny":
+        return tiny_shape()
+    if name not in KNOWN_SHAPES:
+        raise ConfigError(f"unknown --shape {name!r}; known: tiny, {', '.join(KNOWN_SHAPES)}")
+    return KNOWN_SHAPES[name]
 
 
 def settings_for(run: RunConfig, quantization: str) -> RunConfig:
